@@ -1,0 +1,165 @@
+"""Reboot a guest and wait until it is back: a new boot_id, and the newest installed kernel running.
+
+A reboot is real only when ``/proc/sys/kernel/random/boot_id`` changed; a channel that answers again
+is not enough (the command may not have taken effect yet, or a snapshot revert may have rewound time).
+The reboot goes through the platform (``PowerOps.reboot_guest``, e.g. ACPI or the guest agent) when
+one is given, otherwise through the channel itself. Waits have a deadline and raise ``ProviderTimeout``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import structlog
+
+from providers.base import (
+    SYSTEM_CLOCK,
+    Clock,
+    PowerOps,
+    ProviderTimeout,
+    TransientProviderError,
+    VmRef,
+    wait_until,
+)
+
+from .channel import GuestChannel
+from .errors import GuestUnreachable, RebootFailed
+
+log = structlog.get_logger(__name__)
+
+BOOT_ID_COMMAND = "cat /proc/sys/kernel/random/boot_id"
+KERNELS_COMMAND = "uname -r; echo '---'; ls -1d /boot/vmlinuz-* /lib/modules/*/vmlinuz 2>/dev/null; true"
+REBOOT_COMMAND = "nohup sh -c 'sleep 2; systemctl reboot || reboot' >/dev/null 2>&1 &"
+_CHUNK = re.compile(r"([0-9]+)")
+
+
+@dataclass(frozen=True, slots=True)
+class KernelState:
+    running: str
+    installed: tuple[str, ...]
+
+    @property
+    def newest_same_flavor(self) -> str:
+        """The newest installed kernel of the running kernel's flavor ("" when none is visible)."""
+        flavor = kernel_flavor(self.running)
+        same = [k for k in self.installed if kernel_flavor(k) == flavor]
+        return max(same, key=kernel_version_key, default="")
+
+    @property
+    def update_pending(self) -> bool:
+        newest = self.newest_same_flavor
+        return (
+            bool(newest)
+            and newest != self.running
+            and kernel_version_key(newest) > kernel_version_key(self.running)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RebootOutcome:
+    boot_id_before: str
+    boot_id_after: str
+    kernel_before: str
+    kernel_after: str
+
+
+def kernel_version_key(release: str) -> tuple[tuple[int, int, str], ...]:
+    """Natural order for kernel releases: numbers compare as numbers ("6.1.0-28" < "6.1.0-112")."""
+    return tuple(
+        (0, int(part), "") if part.isascii() and part.isdigit() else (1, 0, part)
+        for part in _CHUNK.split(release)
+        if part
+    )
+
+
+def kernel_flavor(release: str) -> str:
+    """``6.1.0-28-cloud-amd64`` -> ``cloud-amd64``; ``5.14.0-427.el9.x86_64+debug`` -> ``+debug``."""
+    base, plus, extra = release.partition("+")
+    segments = base.split("-")
+    for i, seg in enumerate(segments[1:], start=1):
+        if seg[:1].isalpha():
+            return "-".join(segments[i:]) + (plus + extra if plus else "")
+    return plus + extra if plus else ""
+
+
+def parse_kernels(text: str) -> KernelState:
+    running, _, listing = text.partition("---")
+    installed: list[str] = []
+    for line in listing.split():
+        if line.startswith("/boot/vmlinuz-"):
+            installed.append(line[len("/boot/vmlinuz-") :])
+        elif line.startswith("/lib/modules/") and line.endswith("/vmlinuz"):
+            installed.append(line[len("/lib/modules/") : -len("/vmlinuz")])
+    return KernelState(running=running.strip(), installed=tuple(dict.fromkeys(installed)))
+
+
+def kernel_state(channel: GuestChannel, *, timeout: float = 30.0) -> KernelState:
+    return parse_kernels(channel.run(KERNELS_COMMAND, timeout=timeout).stdout)
+
+
+def read_boot_id(channel: GuestChannel, *, timeout: float = 30.0) -> str:
+    result = channel.run(BOOT_ID_COMMAND, timeout=timeout)
+    boot_id = result.stdout.strip()
+    if not result.ok or not boot_id:
+        raise GuestUnreachable(f"cannot read boot_id (exit {result.exit_code})", code="boot_id")
+    return boot_id
+
+
+def reboot_and_wait(
+    channel: GuestChannel,
+    *,
+    timeout: float,
+    clock: Clock = SYSTEM_CLOCK,
+    power: PowerOps | None = None,
+    vm: VmRef | None = None,
+    poll_interval: float = 2.0,
+    probe_timeout: float = 10.0,
+    confirm_kernel: bool = True,
+) -> RebootOutcome:
+    """Reboot, wait (at most ``timeout`` seconds) for a new boot_id, then check the kernel."""
+    if power is None and channel.name == "local":
+        # The "guest" of a local channel is the machine patchwave runs on (or a chroot on it, where a
+        # busybox `reboot` would reboot the host). We never reboot ourselves.
+        raise RebootFailed(
+            "refusing to reboot through a local channel: that is the machine patchwave runs on",
+            code="local_reboot_refused",
+        )
+    deadline = clock.monotonic() + timeout
+    before = read_boot_id(channel, timeout=probe_timeout)
+    kernel_before = kernel_state(channel, timeout=probe_timeout).running
+    if power is not None and vm is not None:
+        power.reboot_guest(vm)
+        via = "platform"
+    else:
+        try:
+            channel.run(REBOOT_COMMAND, timeout=probe_timeout)
+        except (TransientProviderError, ProviderTimeout):
+            pass  # the session may die with the guest; the boot_id tells whether it rebooted
+        via = channel.name
+    log.info("guest_reboot_requested", via=via, boot_id=before)
+
+    def new_boot_id() -> str | None:
+        try:
+            result = channel.run(BOOT_ID_COMMAND, timeout=probe_timeout)
+        except TransientProviderError:  # GuestUnreachable, ProviderTimeout, ProviderUnavailable
+            return None
+        boot_id = result.stdout.strip() if result.ok else ""
+        return boot_id if boot_id and boot_id != before else None
+
+    after = wait_until(
+        new_boot_id,
+        timeout=max(0.0, deadline - clock.monotonic()),
+        interval=poll_interval,
+        what="the guest to come back with a new boot_id",
+        clock=clock,
+    )
+    state = kernel_state(channel, timeout=probe_timeout)
+    log.info("guest_rebooted", boot_id=after, kernel=state.running, kernel_before=kernel_before)
+    if confirm_kernel and state.update_pending:
+        raise RebootFailed(
+            f"guest rebooted into kernel {state.running} but {state.newest_same_flavor} is installed;"
+            " check the boot loader's default entry",
+            code="kernel_not_newest",
+        )
+    return RebootOutcome(before, after, kernel_before, state.running)
