@@ -76,6 +76,7 @@ class VmStep:
     est_duration_s: int  # predicted patch duration (learned or default)
     est_rollback_s: int  # worst-case rollback duration
     channel: str  # "agent" | "ssh" | "local"
+    window: str = ""  # the group's [windows.X] name; "" = not bound to a window
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,10 @@ class Wave:
     concurrency: int
     soak_s: int = 0  # wait after the wave before promoting the next ring
     approval: bool = False  # wait for `patchwave approve RUN` before the next ring
+    window: str = ""  # window its VMs are bound to ("" = none; waves never mix windows)
+    est_start: str = ""  # ISO UTC: predicted start (planner's timeline, waits for the window)
+    est_duration_s: int = 0  # predicted duration: ceil(n / concurrency) * slowest VM estimate
+    fits: bool = True  # every VM can start and, worst case, roll back before the window's cutoff
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,8 @@ class Plan:
     blocked: tuple[Blocker, ...]
     failure_budget: int  # max FAILED VMs across all waves before the run halts
     window: WindowFit = field(default_factory=lambda: WindowFit(window=""))
+    window_fits: tuple[WindowFit, ...] = ()  # one per window the waves use (``window`` is the first)
+    warnings: tuple[Blocker, ...] = ()  # not blocking: e.g. snapshot_memory downgraded (code "capability")
 
     @property
     def vm_steps(self) -> tuple[VmStep, ...]:
@@ -180,6 +187,8 @@ class HostOutcome:
     build_after: str = ""
     rebooted: bool = False
     error: str = ""
+    started_at: str = ""
+    finished_at: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,152 @@
+"""The fact store's records (frozen values read back from the database) and the row conversions.
+
+:func:`scrub` is applied to everything the store writes: no secret-looking key or
+:class:`~providers.base.Secret` value is ever stored.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from orchestrator.model import HostOutcome, Plan, StepStatus, VmOutcome
+from orchestrator.secrets import is_secret_key
+from providers.base import HostRef, Secret, VmRef
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    plan_id: str
+    config_digest: str
+    requested_by: str
+    status: str
+    reason: str
+    created_at: str
+    updated_at: str
+    plan_json: str  # the Plan as JSON (``dataclasses.asdict``); see :meth:`plan`
+
+    def plan(self) -> Plan:
+        from temporalio.converter import value_to_type
+
+        return value_to_type(Plan, json.loads(self.plan_json))
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    id: int
+    run_id: str
+    step_id: str
+    action: str  # "snapshot", "patch", "enter_maintenance", ...
+    phase: str  # "intent" | "result"
+    target: str
+    ok: bool | None  # None for intents
+    detail: Mapping[str, Any]
+    error: str
+    recorded_at: str
+    schema_version: int
+
+
+@dataclass(frozen=True)
+class SnapshotRecord:
+    run_id: str
+    step_id: str
+    vm: VmRef
+    name: str
+    snapshot_id: str  # "" until the create call returned
+    state: str  # intent | created | reverted | deleted | kept | leaked
+    created_at: str
+    expires_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class MaintenanceRecord:
+    run_id: str
+    host: HostRef
+    state: str  # entering | in | exited
+    recorded_at: str
+
+
+def scrub(value: Any) -> Any:
+    """A JSON-safe copy of ``value`` without secret-looking keys or :class:`Secret` values."""
+    if isinstance(value, Secret):
+        return "***"
+    if isinstance(value, Mapping):
+        return {
+            str(k): scrub(v)
+            for k, v in value.items()
+            if not is_secret_key(str(k)) and not isinstance(v, Secret)
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value, key=str) if isinstance(value, set | frozenset) else value
+        return [scrub(v) for v in items]
+    if hasattr(value, "__dataclass_fields__"):
+        return scrub(asdict(value))
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def to_json(value: Any) -> str:
+    """Canonical JSON of the scrubbed value (what the store writes)."""
+    return json.dumps(scrub(value), sort_keys=True, separators=(",", ":"))
+
+
+def run_from_row(row: sqlite3.Row) -> RunRecord:
+    return RunRecord(
+        run_id=row["run_id"], plan_id=row["plan_id"], config_digest=row["config_digest"],
+        requested_by=row["requested_by"], status=row["status"], reason=row["reason"],
+        created_at=row["created_at"], updated_at=row["updated_at"], plan_json=row["plan_json"],
+    )  # fmt: skip
+
+
+def step_from_row(row: sqlite3.Row) -> StepRecord:
+    return StepRecord(
+        id=row["id"], run_id=row["run_id"], step_id=row["step_id"], action=row["action"], phase=row["phase"],
+        target=row["target"], ok=None if row["ok"] is None else bool(row["ok"]), detail=json.loads(row["detail"]),
+        error=row["error"], recorded_at=row["recorded_at"], schema_version=row["schema_version"],
+    )  # fmt: skip
+
+
+def snapshot_from_row(row: sqlite3.Row) -> SnapshotRecord:
+    return SnapshotRecord(
+        run_id=row["run_id"], step_id=row["step_id"], vm=VmRef(row["vm_site"], row["vm_id"], row["vm_name"]),
+        name=row["name"], snapshot_id=row["snapshot_id"], state=row["state"], created_at=row["created_at"],
+        expires_at=row["expires_at"], updated_at=row["updated_at"],
+    )  # fmt: skip
+
+
+def maintenance_from_row(row: sqlite3.Row) -> MaintenanceRecord:
+    host = HostRef(row["host_site"], row["host_id"], row["host_name"])
+    return MaintenanceRecord(
+        run_id=row["run_id"], host=host, state=row["state"], recorded_at=row["recorded_at"]
+    )
+
+
+def outcome_from_json(kind: str, data: dict[str, Any]) -> VmOutcome | HostOutcome:
+    status = StepStatus(data.pop("status"))
+    if kind == "vm":
+        return VmOutcome(vm=VmRef(**data.pop("vm")), status=status, **data)
+    return HostOutcome(host=HostRef(**data.pop("host")), status=status, **data)
+
+
+def utc(moment: str | datetime) -> datetime:
+    """An aware UTC datetime; naive values are taken as UTC."""
+    value = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def duration_s(outcome: VmOutcome | HostOutcome) -> float | None:
+    started = getattr(outcome, "started_at", "")
+    finished = getattr(outcome, "finished_at", "")
+    if not started or not finished:
+        return None
+    try:
+        return max(0.0, (utc(finished) - utc(started)).total_seconds())
+    except ValueError:
+        return None

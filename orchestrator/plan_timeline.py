@@ -1,0 +1,93 @@
+"""The planner's timeline: when each wave is predicted to start, whether it fits its window, and
+the plan's content id. Pure (no clock); used by :mod:`orchestrator.plan`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, replace
+from datetime import datetime, timedelta
+
+from orchestrator.config import Settings
+from orchestrator.model import FailureDomain, Plan, Wave, WindowFit
+from orchestrator.windows import next_window
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+def wave_duration_s(wave: Wave) -> int:
+    """ceil(n / concurrency) batches, each as long as the slowest VM estimate of the wave."""
+    if not wave.vms:
+        return 0
+    batches = -(-len(wave.vms) // max(1, wave.concurrency))
+    return batches * max(step.est_duration_s for step in wave.vms)
+
+
+def schedule(
+    domains: tuple[FailureDomain, ...], waves: tuple[Wave, ...], settings: Settings, now: datetime
+) -> tuple[tuple[Wave, ...], tuple[WindowFit, ...]]:
+    """Place the host phase, then the waves, on a timeline starting at ``now`` (or the first window).
+
+    A wave bound to a window waits for it to open; it fits when its predicted end plus the worst
+    rollback of its VMs is before the window's end minus cutoff.
+    """
+    from datetime import UTC
+
+    t = now.astimezone(UTC)
+    first = next((w.window for w in waves if w.window), "")
+    if waves and waves[0].window:
+        t = max(t, next_window(settings.window(waves[0].window), t)[0])
+    t += timedelta(seconds=sum(step.est_duration_s for d in domains for step in d.hosts))
+    placed: list[Wave] = []
+    occurrences: dict[str, tuple[datetime, datetime]] = {}
+    misfits: dict[str, list[str]] = {}
+    for wave in waves:
+        duration = wave_duration_s(wave)
+        fits = True
+        if wave.window:
+            spec = settings.window(wave.window)
+            start, end = next_window(spec, t)
+            t = max(t, start)
+            occurrences.setdefault(wave.window, (start, end))
+            rollback = max(step.est_rollback_s for step in wave.vms)
+            fits = t + timedelta(seconds=duration + rollback) <= end - spec.cutoff
+            if not fits:
+                misfits.setdefault(wave.window, []).append(wave.wave_id)
+        placed.append(replace(wave, est_start=_iso(t), est_duration_s=duration, fits=fits))
+        t += timedelta(seconds=duration + wave.soak_s)
+    names = ([first] if first else []) + sorted(set(occurrences) - {first})
+    return tuple(placed), tuple(
+        _fit(name, occurrences[name], settings, misfits.get(name, [])) for name in names
+    )
+
+
+def _fit(
+    name: str, occurrence: tuple[datetime, datetime], settings: Settings, misfits: list[str]
+) -> WindowFit:
+    start, end = occurrence
+    cutoff = end - settings.window(name).cutoff
+    note = ""
+    if misfits:
+        note = (
+            f"wave(s) {', '.join(misfits)} are predicted to run past the cutoff of window {name!r}; "
+            "they start in a later window (or widen the window / lower wave_size)"
+        )
+    return WindowFit(
+        window=name, start=_iso(start), end=_iso(end), cutoff=_iso(cutoff), fits=not misfits, note=note
+    )
+
+
+def plan_id_of(plan: Plan) -> str:
+    """sha256 of the canonical ordered steps (time-dependent fields left out)."""
+    body = {
+        "sites": list(plan.sites),
+        "host_phase": [asdict(d) for d in plan.host_phase],
+        "waves": [{k: v for k, v in asdict(w).items() if k not in ("est_start", "fits")} for w in plan.waves],
+        "blocked": [asdict(b) for b in plan.blocked],
+        "failure_budget": plan.failure_budget,
+    }
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
