@@ -1,0 +1,276 @@
+"""The provider contract on a real libvirtd (``qemu:///system``) with a QEMU TCG domain, plus QEMU specifics.
+
+One domain per test session: ``pw-contract-<random>``, 1 vCPU, 64 MiB, an empty 64 MiB qcow2 disk
+in a pytest temp dir and a qemu-guest-agent channel. No OS boots (SeaBIOS finds nothing and idles),
+which is all internal snapshots with memory, revert, delete and the power verbs need. Teardown
+destroys it and undefines it with its snapshot metadata; the disk goes with the temp dir.
+
+libvirtd must run (``.ci/setup-libvirt.sh``). Without it the fixture FAILS when ``CI=true`` and
+skips (with the reason) elsewhere.
+
+Guest exec needs a guest whose qemu-guest-agent answers, which an empty disk cannot provide. Set
+``PW_LIBVIRT_AGENT_DOMAIN`` to the name of a running domain on ``qemu:///system`` with a
+responding agent (e.g. a lab guest from ``python -m providers.lab up``) to run the suite's guest
+tests against it; they snapshot, revert and write files in ``/var/tmp`` of that guest.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `tests.contract` under a bare `pytest`
+
+from providers import libvirt as adapter
+from providers.base import (
+    Capability,
+    HostRef,
+    OperationRefused,
+    PowerState,
+    ProviderTimeout,
+    SnapshotOwnership,
+    TransientProviderError,
+    VmRef,
+    snapshot_name,
+    utc_now_iso,
+)
+from tests.contract.suite import ProviderContract
+
+pytestmark = pytest.mark.e2e
+
+URI = "qemu:///system"
+SITE = "qemu"
+AGENT_DOMAIN_ENV = "PW_LIBVIRT_AGENT_DOMAIN"
+
+DOMAIN_XML = """<domain type='qemu'>
+  <name>{name}</name>
+  <description>patchwave provider contract test domain; safe to destroy</description>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+  <features><acpi/></features>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>{emulator}</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='{disk}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+"""
+
+
+def _unavailable(reason: str) -> NoReturn:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: run .ci/setup-libvirt.sh as root before the tests)", pytrace=False)
+    pytest.skip(f"{reason}; run .ci/setup-libvirt.sh as root to enable these tests")
+
+
+@pytest.fixture(scope="session")
+def libvirt_module() -> object:
+    try:
+        import libvirt
+    except ImportError:
+        _unavailable("libvirt-python is not installed (pip install 'patchwave[libvirt]')")
+    try:
+        conn = libvirt.open(URI)
+    except libvirt.libvirtError as exc:
+        _unavailable(f"libvirtd does not answer on {URI}: {exc.get_error_message()}")
+    conn.close()
+    return libvirt
+
+
+@pytest.fixture(scope="session")
+def qemu_domain(
+    libvirt_module: object, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
+    """(uuid, name) of a running disposable TCG domain; destroyed and undefined at the end."""
+    libvirt = libvirt_module
+    emulator = shutil.which("qemu-system-x86_64")
+    qemu_img = shutil.which("qemu-img")
+    if not emulator or not qemu_img:
+        _unavailable("qemu-system-x86_64 / qemu-img are not installed")
+    folder = tmp_path_factory.mktemp("libvirt-contract")
+    disk = folder / "disk.qcow2"
+    subprocess.run([qemu_img, "create", "-q", "-f", "qcow2", str(disk), "64M"], check=True)
+    name = f"pw-contract-{uuid.uuid4().hex[:10]}"
+    conn = libvirt.open(URI)  # type: ignore[attr-defined]
+    dom = conn.defineXML(DOMAIN_XML.format(name=name, emulator=emulator, disk=disk))
+    try:
+        dom.create()
+        yield dom.UUIDString(), name
+    finally:
+        if dom.isActive():
+            dom.destroy()
+        dom.undefineFlags(
+            libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA  # type: ignore[attr-defined]
+            | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE  # type: ignore[attr-defined]
+        )
+        conn.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def provider(libvirt_module: object) -> Iterator[adapter.LibvirtProvider]:
+    provider = adapter.open_provider(adapter.parse_settings(SITE, {"uri": URI, "agent_timeout": "2s"}))
+    yield provider
+    provider.close()
+
+
+@pytest.fixture
+def vm(provider: adapter.LibvirtProvider, qemu_domain: tuple[str, str]) -> Iterator[VmRef]:
+    ref = VmRef(SITE, *qemu_domain)
+    provider.power_on(ref)
+    yield ref
+    for snapshot in provider.list_snapshots(ref):
+        provider.delete_snapshot(ref, snapshot.id)
+    provider.power_on(ref)
+
+
+class TestLibvirtQemuContract(ProviderContract):
+    power_timeout = 60.0
+
+    @pytest.fixture
+    def provider(self, provider: adapter.LibvirtProvider) -> adapter.LibvirtProvider:
+        return provider
+
+    @pytest.fixture
+    def contract_vm(self, qemu_domain: tuple[str, str]) -> VmRef:
+        return VmRef(SITE, *qemu_domain)
+
+    @pytest.fixture
+    def contract_host(self, provider: adapter.LibvirtProvider) -> HostRef:
+        return provider.inventory().hosts[0].ref
+
+    @pytest.fixture
+    def agent_vm(self, provider: adapter.LibvirtProvider) -> VmRef | None:
+        name = os.environ.get(AGENT_DOMAIN_ENV, "")
+        if not name:
+            pytest.skip(
+                f"the contract domain boots no OS, so no guest agent answers; set {AGENT_DOMAIN_ENV}=<domain> "
+                "(a running guest with qemu-guest-agent) to run the guest exec tests"
+            )
+        ref = next((v.ref for v in provider.inventory().vms if v.ref.name == name), None)
+        if ref is None or not provider.guest_ping(ref):
+            pytest.fail(f"{AGENT_DOMAIN_ENV}={name}: no such running domain with a responding agent on {URI}")
+        return ref
+
+    # -------------------------------------------------- adapter specifics that need a real agent
+
+    def test_exec_of_a_missing_program_is_refused_by_the_agent(
+        self, provider: adapter.LibvirtProvider, agent_vm: VmRef
+    ) -> None:
+        with pytest.raises(OperationRefused) as refused:
+            provider.guest_exec(agent_vm, ["/nonexistent/pw-program"], timeout=10)
+        assert refused.value.code == "agent_command_failed"
+
+    def test_exec_reports_a_killing_signal(self, provider: adapter.LibvirtProvider, agent_vm: VmRef) -> None:
+        result = provider.guest_exec(agent_vm, ["/bin/sh", "-c", "kill -TERM $$"], timeout=10)
+        assert (result.exit_code, result.signal, result.ok) == (None, 15, False)
+
+    def test_exec_timeout_kills_the_process_tree(
+        self, provider: adapter.LibvirtProvider, agent_vm: VmRef
+    ) -> None:
+        seconds = 300_000 + uuid.uuid4().int % 100_000  # a duration no other process sleeps
+        with pytest.raises(ProviderTimeout):
+            provider.guest_exec(agent_vm, ["/bin/sh", "-c", f"sleep {seconds} & sleep {seconds}"], timeout=2)
+        count = f"ps -eo args | grep -c '[s]leep {seconds}' || true"
+        left = provider.guest_exec(agent_vm, ["/bin/sh", "-c", count], timeout=10)
+        assert left.stdout.strip() == "0", "the timed-out command and its children were killed"
+
+
+# ------------------------------------------------------------------------------------------------
+# QEMU specifics the contract leaves open
+# ------------------------------------------------------------------------------------------------
+
+
+def _owned(step: str) -> tuple[str, str]:
+    run_id = f"run-qemu-{uuid.uuid4().hex[:6]}"
+    ownership = SnapshotOwnership(run_id=run_id, step_id=step, created_at=utc_now_iso())
+    return snapshot_name(run_id, step), ownership.to_description()
+
+
+def test_qemu_connections_declare_guest_exec(provider: adapter.LibvirtProvider) -> None:
+    assert provider.capabilities == {
+        Capability.INVENTORY,
+        Capability.POWER,
+        Capability.GUEST_REBOOT,
+        Capability.SNAPSHOT,
+        Capability.SNAPSHOT_MEMORY,
+        Capability.GUEST_EXEC,
+    }
+
+
+def test_host_reports_versions_and_boot_time(provider: adapter.LibvirtProvider) -> None:
+    (host,) = provider.inventory().hosts
+    assert host.ref.id == URI and host.failure_domain == host.ref.name
+    assert host.version.startswith("QEMU ") and host.build.startswith("libvirt ")
+    assert host.boot_time.endswith("+00:00")
+    assert host.running_vms >= 1
+
+
+def test_a_silent_agent_is_not_ready_and_exec_is_transient(
+    provider: adapter.LibvirtProvider, vm: VmRef
+) -> None:
+    assert next(v for v in provider.inventory().vms if v.ref == vm).agent_ready is False
+    assert provider.get_vm(vm).agent_ready is False
+    assert provider.guest_ping(vm) is False
+    with pytest.raises(TransientProviderError) as unresponsive:
+        provider.guest_exec(vm, ["true"], timeout=5)
+    assert unresponsive.value.code == "agent_unresponsive"
+
+
+def test_shutdown_times_out_when_the_guest_ignores_acpi(provider: adapter.LibvirtProvider, vm: VmRef) -> None:
+    with pytest.raises(ProviderTimeout):
+        provider.shutdown(vm, timeout=2)  # the firmware alone does not act on the power button
+    assert provider.get_vm(vm).power is PowerState.RUNNING
+    provider.power_off(vm)
+    assert provider.get_vm(vm).power is PowerState.STOPPED
+
+
+def test_reboot_falls_back_to_acpi_without_an_agent(provider: adapter.LibvirtProvider, vm: VmRef) -> None:
+    provider.reboot_guest(vm)
+    assert provider.get_vm(vm).power is PowerState.RUNNING
+
+
+def test_running_snapshot_without_memory_request_is_a_checkpoint(
+    provider: adapter.LibvirtProvider, vm: VmRef
+) -> None:
+    snapshot = provider.create_snapshot(vm, *_owned("no-memory-asked"), memory=False)
+    assert snapshot.has_memory is True, (
+        "libvirt 9 cannot make disk-only internal snapshots of running domains"
+    )
+    provider.power_off(vm)
+    provider.revert_snapshot(vm, snapshot.id)
+    assert provider.get_vm(vm).power is PowerState.RUNNING
+
+
+def test_snapshot_name_collision_is_refused(provider: adapter.LibvirtProvider, vm: VmRef) -> None:
+    name, description = _owned("collision")
+    provider.create_snapshot(vm, name, description)
+    with pytest.raises(OperationRefused) as refused:
+        provider.create_snapshot(vm, name, description)
+    assert refused.value.code == "snapshot_exists"
+    assert [s.name for s in provider.list_snapshots(vm)] == [name]
+
+
+def test_tags_survive_a_power_cycle(provider: adapter.LibvirtProvider, vm: VmRef) -> None:
+    provider.write_tags(vm, ["contract"], {"ring": "canary"})
+    provider.power_off(vm)
+    provider.power_on(vm)
+    info = provider.get_vm(vm)
+    assert (info.tags, dict(info.labels)) == (("contract",), {"ring": "canary"})
+    provider.write_tags(vm)
+    assert provider.get_vm(vm).tags == ()
