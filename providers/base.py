@@ -6,8 +6,18 @@ and implements the small Protocols below. An adapter declares what it can do as 
 feature is a *blocker in the plan*, never an exception half-way through a rollout.
 
 Adapters translate their SDK's exceptions into :class:`ProviderError` subclasses at their boundary.
-``TransientProviderError`` means "retry may help" (timeouts, dropped connections, a busy lock);
-``PermanentProviderError`` means "do not retry" (not found, refused, bad credentials).
+``TransientProviderError`` means "retry may help" (timeouts, dropped connections, a busy lock, a
+guest agent that does not answer yet); ``PermanentProviderError`` means "do not retry" (not found,
+refused, bad credentials). A TLS rejection (unknown CA, wrong certificate pin, hostname mismatch) is
+``AuthenticationFailed`` with ``code="tls"``: the platform's identity could not be verified, and
+retrying will not change that.
+
+Capabilities are declared per provider; a guest that lacks one of them for a *static* reason (a
+Proxmox container has no agent exec and no RAM state, a libvirt domain has no agent channel
+configured, a vSphere VM has no VMware Tools installed) lists it in :attr:`VmInfo.unsupported`, and
+the planner treats it like a capability the provider lacks for that guest only. Transient facts
+(the agent is not answering *right now*) are not capabilities: they are ``VmInfo.agent_ready`` and
+:class:`GuestAgentUnavailable`.
 
 Values crossing this boundary are frozen dataclasses of plain types so that they serialise into
 Temporal payloads and the fact store without custom converters.
@@ -92,6 +102,14 @@ class VmRef:
 
 @dataclass(frozen=True, slots=True)
 class HostInfo:
+    """A hypervisor host as the platform reports it.
+
+    ``address`` is the host's management address (IP or DNS name) when the platform knows it
+    (Proxmox: the node's ``ip`` in ``/cluster/status``; vSphere: the name vCenter connected the host
+    by; libvirt: the URI's host, or this machine's hostname for a local URI), else ``""``. SSH host
+    patching (``[hosts] patch = "ssh"``) should connect to it, falling back to ``ref.name``.
+    """
+
     ref: HostRef
     state: HostState
     failure_domain: str  # cluster / rack / the host itself when nothing groups hosts
@@ -100,6 +118,7 @@ class HostInfo:
     boot_time: str = ""  # ISO-8601 UTC when known; changes on reboot
     running_vms: int = 0
     tags: tuple[str, ...] = ()
+    address: str = ""  # management address (IP/DNS name) when known; "" = use ref.name
 
     @property
     def in_maintenance(self) -> bool:
@@ -108,6 +127,16 @@ class HostInfo:
 
 @dataclass(frozen=True, slots=True)
 class VmInfo:
+    """A guest as the platform reports it.
+
+    ``unsupported`` lists capabilities the provider declares but this guest lacks for a *static*
+    reason, i.e. one that holds until someone reconfigures the guest (Proxmox containers:
+    GUEST_EXEC and SNAPSHOT_MEMORY; a libvirt domain without a qemu-ga channel: GUEST_EXEC; a
+    vSphere VM without VMware Tools installed: GUEST_EXEC and SNAPSHOT_QUIESCE). Whether an agent
+    answers right now is ``agent_ready``, never ``unsupported``. The planner uses
+    ``provider.capabilities - set(vm.unsupported)`` for the guest.
+    """
+
     ref: VmRef
     power: PowerState
     host: HostRef | None = None
@@ -118,6 +147,7 @@ class VmInfo:
     ip_addresses: tuple[str, ...] = ()
     agent_ready: bool = False  # the platform's guest agent answers right now
     locked: str = ""  # non-empty when the platform holds a lock (Proxmox "snapshot", "backup")
+    unsupported: tuple[Capability, ...] = ()  # declared by the provider, lacking for this guest (static)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +255,13 @@ class HostPatchSpec:
 
 @dataclass(frozen=True, slots=True)
 class HostPatchResult:
+    """What :meth:`HostPatchOps.patch_host` did.
+
+    ``build_after`` is the build the host reported when the install finished. ESXi reports the new
+    build only after the reboot, so a change that needs a reboot may show ``build_after ==
+    build_before``; the engine reads the final build from ``get_host`` after rebooting.
+    """
+
     changed: bool
     reboot_required: bool
     build_before: str = ""
@@ -273,12 +310,20 @@ class ResourceBusy(TransientProviderError):
     """A lock or a conflicting task holds the object (Proxmox lock, vSphere TaskInProgress)."""
 
 
+class GuestAgentUnavailable(TransientProviderError):
+    """The guest's agent (qemu-ga, VMware Tools) does not answer now: not started yet, restarting,
+    hung. Transient by definition; an agent that is not *configured* is a static fact instead
+    (``CapabilityMissing`` when called, :attr:`VmInfo.unsupported` when planning). Adapters keep
+    their codes (libvirt ``agent_unresponsive``/``agent_unsynced``, Proxmox ``agent_not_ready``)."""
+
+
 class NotFound(PermanentProviderError):
     pass
 
 
 class AuthenticationFailed(PermanentProviderError):
-    pass
+    """Credentials refused (``code="auth"``), access denied, or the platform's TLS certificate was
+    rejected (``code="tls"``: unknown CA, wrong pin, hostname mismatch)."""
 
 
 class OperationRefused(PermanentProviderError):
@@ -413,24 +458,61 @@ class SnapshotOps(Protocol):
     """Capability.SNAPSHOT (and SNAPSHOT_MEMORY / SNAPSHOT_QUIESCE for the flags)."""
 
     def list_snapshots(self, vm: VmRef) -> list[SnapshotInfo]: ...
+
     def create_snapshot(
         self, vm: VmRef, name: str, description: str, *, memory: bool = False, quiesce: bool = False
-    ) -> SnapshotInfo: ...
+    ) -> SnapshotInfo:
+        """Create a snapshot and return it as listed afterwards.
+
+        ``memory`` and ``quiesce`` are *requests*: a provider without SNAPSHOT_MEMORY /
+        SNAPSHOT_QUIESCE raises :class:`CapabilityMissing` when asked, but a provider may capture
+        memory although it was not asked to (libvirt internal snapshots of a running domain are
+        always checkpoints). The returned ``SnapshotInfo.has_memory`` is authoritative: it says what
+        a revert will restore (a running guest from a memory snapshot, a stopped one otherwise).
+        """
+        ...
+
     def revert_snapshot(self, vm: VmRef, snapshot_id: str) -> None: ...
     def delete_snapshot(self, vm: VmRef, snapshot_id: str) -> None: ...
 
 
 class PowerOps(Protocol):
-    """Capability.POWER and Capability.GUEST_REBOOT."""
+    """Capability.POWER and Capability.GUEST_REBOOT.
 
-    def power_on(self, vm: VmRef) -> None: ...
-    def shutdown(self, vm: VmRef, *, timeout: float) -> None: ...
-    def power_off(self, vm: VmRef) -> None: ...
-    def reboot_guest(self, vm: VmRef) -> None: ...
+    ``power_on``, ``shutdown`` and ``power_off`` are idempotent: a guest already in the target state
+    is no error and nothing is done (activities are delivered at least once). The contract suite
+    checks this for every adapter.
+    """
+
+    def power_on(self, vm: VmRef) -> None:
+        """Start (or resume) the guest; no-op when it is running."""
+        ...
+
+    def shutdown(self, vm: VmRef, *, timeout: float) -> None:
+        """Graceful shutdown, waiting (bounded by ``timeout``) until it is off; no-op when it is off."""
+        ...
+
+    def power_off(self, vm: VmRef) -> None:
+        """Hard power off; no-op when the guest is not running."""
+        ...
+
+    def reboot_guest(self, vm: VmRef) -> None:
+        """Ask the guest to reboot and return once the request was accepted (a platform task that
+        restarts the VM, like Proxmox's, is waited for and its exit status checked). It does *not*
+        wait for the guest OS to come back: the engine does, through the guest layer (a new
+        ``boot_id``, see ``orchestrator/guests/reboot.py``). A guest that is not running is refused
+        (:class:`OperationRefused`)."""
+        ...
 
 
 class GuestExecOps(Protocol):
-    """Capability.GUEST_EXEC: run a program in the guest through the platform's agent."""
+    """Capability.GUEST_EXEC: run a program in the guest through the platform's agent.
+
+    ``guest_ping`` never raises for agent trouble (it answers ``False``). ``guest_exec`` raises
+    :class:`GuestAgentUnavailable` when the agent does not answer, :class:`ProviderTimeout` when the
+    program outlives ``timeout``, :class:`CapabilityMissing` when this guest cannot run agent
+    commands at all (e.g. a container); a non-zero exit status is in the :class:`ExecResult`.
+    """
 
     def guest_ping(self, vm: VmRef) -> bool: ...
     def guest_exec(
@@ -454,7 +536,10 @@ class MaintenanceOps(Protocol):
 class HostPatchOps(Protocol):
     """Capability.HOST_PATCH: the platform patches the host itself."""
 
-    def patch_host(self, host: HostRef, spec: HostPatchSpec, *, timeout: float) -> HostPatchResult: ...
+    def patch_host(self, host: HostRef, spec: HostPatchSpec, *, timeout: float) -> HostPatchResult:
+        """Install ``spec`` on ``host`` (in maintenance mode); ``build_after`` is the build reported
+        when the install finished, which on ESXi is still the old one until the host reboots."""
+        ...
 
 
 class HostRebootOps(Protocol):

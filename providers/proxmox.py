@@ -13,7 +13,10 @@ Capabilities
     guest agent only: containers report ``agent_ready=False`` and ``guest_exec`` raises
     :class:`CapabilityMissing`), HOST_REBOOT, and HOST_MAINTENANCE + HOST_EVACUATE unless
     ``maintenance = "none"``. Patching the nodes themselves is not a provider capability (PVE has
-    no API for it; the orchestrator patches nodes with apt through an SSH channel).
+    no API for it; the orchestrator patches nodes with apt through an SSH channel to
+    ``HostInfo.address``, the node's ``ip`` in ``/cluster/status``). Per guest, ``VmInfo.unsupported``
+    lists GUEST_EXEC + SNAPSHOT_MEMORY for containers and GUEST_EXEC for a running VM whose config
+    does not enable the agent; an agent that does not answer is ``GuestAgentUnavailable``.
 
 Locks
     Before any lock-taking action (snapshot, rollback, delete, power, ...) the guest's ``lock`` is

@@ -10,6 +10,9 @@
 * qemu-ga caps each stream at 16 MiB (``*-truncated``); we additionally keep at most
   ``exec_output_cap`` bytes per stream and set the truncation flag when we cut.
 * There is no server-side timeout or kill: at our deadline the process keeps running in the guest.
+* An agent that does not answer is :class:`~providers.base.GuestAgentUnavailable` with code
+  ``agent_not_ready``: after waiting ``agent_wait`` for it (:class:`AgentNotReady`, also a
+  ``ProviderTimeout``), or when ``agent/exec`` is refused and a ping confirms the agent is gone.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from typing import Any
 from providers.base import (
     CapabilityMissing,
     ExecResult,
+    GuestAgentUnavailable,
+    OperationRefused,
     PermanentProviderError,
     ProviderError,
     ProviderTimeout,
@@ -32,6 +37,10 @@ from providers.proxmox_session import PveSession
 SHELL_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 STDIN_LIMIT = 64 * 1024  # ``input-data`` maxLength in the schema
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class AgentNotReady(GuestAgentUnavailable, ProviderTimeout):
+    """The agent did not answer within ``agent_wait``: unavailable, and a wait that timed out."""
 
 
 def wrap_argv(argv: Sequence[str], env: Mapping[str, str] | None = None) -> list[str]:
@@ -61,8 +70,11 @@ class AgentExec:
 
     def ping(self, node: str, vmid: int) -> bool:
         """One ``agent/ping``; any refusal (not configured, not running, no answer) is ``False``."""
+        return self._answers(f"nodes/{node}/qemu/{vmid}/agent")
+
+    def _answers(self, base: str) -> bool:
         try:
-            self.session.post(f"nodes/{node}/qemu/{vmid}/agent/ping")
+            self.session.post(f"{base}/ping")
         except ProviderError:
             return False
         return True
@@ -72,7 +84,7 @@ class AgentExec:
         deadline = clock.monotonic() + timeout
         while not self.ping(node, vmid):
             if clock.monotonic() >= deadline:
-                raise ProviderTimeout(
+                raise AgentNotReady(
                     f"the QEMU guest agent did not answer within {timeout:.0f}s (is qemu-guest-agent "
                     "installed and running in the guest?)",
                     target=target,
@@ -150,7 +162,14 @@ class AgentExec:
         )
 
     def _exec_refused(self, base: str, exc: ProviderError, target: str) -> ProviderError:
-        """An ``agent/exec`` refusal: ask ``agent/info`` whether guest-exec is disabled in qemu-ga."""
+        """An ``agent/exec`` refusal: an agent that no longer answers a ping is unavailable (transient);
+        else ask ``agent/info`` whether guest-exec is disabled in qemu-ga."""
+        if isinstance(exc, OperationRefused) and not self._answers(base):
+            return GuestAgentUnavailable(
+                f"the QEMU guest agent stopped answering: {exc.message}",
+                target=target,
+                code="agent_not_ready",
+            )
         try:
             info = self.session.get(f"{base}/info", retry=False)
         except ProviderError:

@@ -5,10 +5,14 @@
   ``labels`` carry ``pve.vmid``, ``pve.type``, ``pve.node`` and, when set, ``pve.hastate`` / ``pve.pool``.
 * ``agent_ready`` is one ``agent/ping`` for running QEMU guests whose config enables the agent
   (always ``False`` for containers: PVE has no agent exec for LXC); IPs come from the agent.
+* ``unsupported`` (static facts): containers lack GUEST_EXEC and SNAPSHOT_MEMORY; a running QEMU
+  guest whose config does not enable the agent (``agent: 0``, seen in ``status/current``) lacks
+  GUEST_EXEC. An enabled agent that does not answer is only ``agent_ready=False``.
 * a guest whose node is unreachable is ``PowerState.UNKNOWN`` rather than an inventory failure.
 * nodes: online/offline -> CONNECTED/DISCONNECTED, MAINTENANCE from :class:`NodeOps`; version is
   ``pveversion``, build the running kernel release, ``failure_domain`` the cluster name (the node
-  name on a standalone node); ``boot_time`` is derived from ``uptime`` (second precision).
+  name on a standalone node); ``boot_time`` is derived from ``uptime`` (second precision);
+  ``address`` is the node's ``ip`` in ``/cluster/status`` (the corosync/management address).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from datetime import UTC, timedelta
 from typing import Any
 
 from providers.base import (
+    Capability,
     HostInfo,
     HostRef,
     HostState,
@@ -35,6 +40,8 @@ from providers.proxmox_session import PveSession
 _TAG_SPLIT = re.compile(r"[;,\s]+")
 _RESOURCE_POWER = {"running": PowerState.RUNNING, "stopped": PowerState.STOPPED}
 _QMP_POWER = {"paused": PowerState.PAUSED, "suspended": PowerState.SUSPENDED, "prelaunch": PowerState.PAUSED}
+#: What a container cannot do that QEMU guests can (PVE has no agent exec and no RAM state for LXC).
+CONTAINER_UNSUPPORTED = (Capability.GUEST_EXEC, Capability.SNAPSHOT_MEMORY)
 
 
 def vm_id(kind: str, vmid: int) -> str:
@@ -53,11 +60,16 @@ class InventoryMapper:
         nodes = [r for r in resources if r.get("type") == "node" and (not only or r.get("node") == only)]
         if not nodes:
             return ()
-        domain, maintenance = self._cluster_name(), self.nodes.maintenance_nodes()
-        return tuple(self._host(r, resources, domain, maintenance) for r in nodes)
+        (domain, addresses), maintenance = self._cluster(), self.nodes.maintenance_nodes()
+        return tuple(self._host(r, resources, domain, maintenance, addresses) for r in nodes)
 
     def _host(
-        self, r: Mapping[str, Any], resources: Sequence[Mapping[str, Any]], domain: str, maintenance: set[str]
+        self,
+        r: Mapping[str, Any],
+        resources: Sequence[Mapping[str, Any]],
+        domain: str,
+        maintenance: set[str],
+        addresses: Mapping[str, str],
     ) -> HostInfo:
         node = str(r["node"])
         online = r.get("status") == "online"
@@ -92,24 +104,32 @@ class InventoryMapper:
                 for g in resources
                 if g.get("node") == node and g.get("type") in GUEST_TYPES and g.get("status") == "running"
             ),
+            address=addresses.get(node, ""),
         )
 
-    def _cluster_name(self) -> str:
+    def _cluster(self) -> tuple[str, dict[str, str]]:
+        """The cluster's name ("" on a standalone node) and each node's address, from ``/cluster/status``."""
+        name, addresses = "", {}
         for entry in self.session.get("cluster/status"):
             if entry.get("type") == "cluster":
-                return str(entry.get("name", ""))
-        return ""
+                name = str(entry.get("name", ""))
+            elif entry.get("type") == "node" and entry.get("name") and entry.get("ip"):
+                addresses[str(entry["name"])] = str(entry["ip"])
+        return name, addresses
 
     def vm(self, r: Mapping[str, Any]) -> VmInfo:
         kind, vmid, node = str(r["type"]), int(r["vmid"]), str(r["node"])
         power = _RESOURCE_POWER.get(str(r.get("status")), PowerState.UNKNOWN)
         agent_ready, ips = False, ()
+        unsupported: tuple[Capability, ...] = CONTAINER_UNSUPPORTED if kind == "lxc" else ()
         if kind == "qemu" and power is PowerState.RUNNING:
             try:
                 status = self.session.get(f"nodes/{node}/qemu/{vmid}/status/current", retry=False)
             except TransientProviderError:  # its node is unreachable: state unknown, not an error
                 status, power = {}, PowerState.UNKNOWN
             power = _QMP_POWER.get(str(status.get("qmpstatus", "")), power)
+            if status and not status.get("agent"):  # the VM config does not enable the agent
+                unsupported = (Capability.GUEST_EXEC,)
             if status.get("agent") and power is PowerState.RUNNING:
                 agent_ready = self.agent.ping(node, vmid)
                 ips = self._guest_ips(node, vmid) if agent_ready else ()
@@ -127,6 +147,7 @@ class InventoryMapper:
             ip_addresses=ips,
             agent_ready=agent_ready,
             locked=str(r.get("lock") or ""),
+            unsupported=unsupported,
         )
 
     def _guest_ips(self, node: str, vmid: int) -> tuple[str, ...]:

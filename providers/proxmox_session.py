@@ -15,7 +15,8 @@ proxmoxer / requests exceptions and turns them into :mod:`providers.base` errors
   (lock field, status, agent flag) *before* acting so these texts only matter in races.
 * 501 -> :class:`PermanentProviderError` (``not_implemented``); 502-504 and AnyEvent's 595-599
   (node unreachable through the proxy) -> :class:`ProviderUnavailable`.
-* TLS verification failures -> :class:`PermanentProviderError` (``tls``): retrying will not help.
+* TLS verification failures -> :class:`AuthenticationFailed` (``tls``, as on every platform): retrying
+  will not help.
 """
 
 from __future__ import annotations
@@ -201,7 +202,7 @@ class PveSession:
         try:
             return fn()
         except requests.exceptions.SSLError as exc:
-            raise PermanentProviderError(
+            raise AuthenticationFailed(
                 f"TLS verification of {self.settings.host}:{self.settings.port} failed ({what}): {exc}",
                 target=self.settings.host,
                 code="tls",

@@ -3,6 +3,11 @@ conversion of property sets into our typed values. Also the evacuation capacity 
 
 Never pyVmomi's lazy attribute access on managed objects: every attribute is a round trip, and vcsim
 0.24 panics on a Fetch of an unset property.
+
+Static per-VM facts: a VM whose VMware Tools are not installed (``guest.toolsVersionStatus2`` is
+``guestToolsNotInstalled``) lists GUEST_EXEC and SNAPSHOT_QUIESCE in ``VmInfo.unsupported`` (when
+the provider declares them); tools that are installed but not running are only ``agent_ready=False``.
+A host's ``address`` is its inventory name: the DNS name or IP vCenter connected it by.
 """
 
 from __future__ import annotations
@@ -14,7 +19,17 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from providers.base import HostInfo, HostRef, HostState, NotFound, PowerState, ProviderError, VmInfo, VmRef
+from providers.base import (
+    Capability,
+    HostInfo,
+    HostRef,
+    HostState,
+    NotFound,
+    PowerState,
+    ProviderError,
+    VmInfo,
+    VmRef,
+)
 from providers.vsphere_session import Session
 
 PC = vmodl.query.PropertyCollector
@@ -26,9 +41,12 @@ HOST_PATHS = (
 VM_PATHS = (
     "name", "runtime.powerState", "runtime.host", "runtime.connectionState", "config.template",
     "summary.config.guestFullName", "summary.config.memorySizeMB", "guest.toolsRunningStatus",
-    "guest.ipAddress", "guest.net", "guest.guestFullName", "customValue",
+    "guest.ipAddress", "guest.net", "guest.guestFullName", "guest.toolsVersionStatus2", "customValue",
 )  # fmt: skip
 CLUSTER_PATHS = ("name",)
+
+#: What a VM without VMware Tools installed cannot do (guest operations and quiescing need them).
+NEEDS_TOOLS = (Capability.GUEST_EXEC, Capability.SNAPSHOT_QUIESCE)
 
 _POWER = {
     "poweredOn": PowerState.RUNNING,
@@ -259,8 +277,9 @@ def host_info(
 ) -> HostInfo:
     product = props.get("summary.config.product")
     labels = labels_of(props.get("customValue"), snap.fields)
+    name = str(props.get("name", moref))
     return HostInfo(
-        ref=HostRef(site=site, id=moref, name=str(props.get("name", moref))),
+        ref=HostRef(site=site, id=moref, name=name),
         state=host_state(props),
         failure_domain=failure_domain(props, snap.clusters),
         version=str(getattr(product, "version", "") or ""),
@@ -268,6 +287,7 @@ def host_info(
         boot_time=iso(props.get("runtime.bootTime"), "milliseconds"),  # a fast reboot stays visible
         running_vms=running,
         tags=tags_of(labels, tags_field),
+        address=name if "name" in props else "",  # the name vCenter reaches the host by
     )
 
 
@@ -291,8 +311,11 @@ def vm_info(
     hosts: Mapping[str, str],
     fields: Mapping[int, str],
     tags_field: str,
+    capabilities: frozenset[Capability] = frozenset(),
 ) -> VmInfo:
+    """Typed info of one VM; ``capabilities`` (the provider's) bound what ``unsupported`` lists."""
     host = props.get("runtime.host")
+    no_tools = props.get("guest.toolsVersionStatus2") == "guestToolsNotInstalled"
     labels = labels_of(props.get("customValue"), fields)
     return VmInfo(
         ref=VmRef(site=site, id=moref, name=str(props.get("name", moref))),
@@ -305,6 +328,7 @@ def vm_info(
         guest_os=str(props.get("guest.guestFullName") or props.get("summary.config.guestFullName") or ""),
         ip_addresses=ip_addresses(props),
         agent_ready=props.get("guest.toolsRunningStatus") == "guestToolsRunning",
+        unsupported=tuple(c for c in NEEDS_TOOLS if c in capabilities) if no_tools else (),
     )
 
 

@@ -124,7 +124,8 @@ class VsphereProvider:
         for moref, props in sorted(snap.vms.items(), key=lambda kv: str(kv[1].get("name"))):
             if props.get("config.template"):
                 continue
-            info = vm_info(self.site, moref, props, self._host_names, snap.fields, self.settings.tags_field)
+            info = vm_info(self.site, moref, props, self._host_names, snap.fields, self.settings.tags_field,
+                           self.capabilities)  # fmt: skip
             if info.host is not None and info.power is PowerState.RUNNING:
                 running[info.host.id] = running.get(info.host.id, 0) + 1
             vms.append(info)
@@ -143,7 +144,8 @@ class VsphereProvider:
                 self._host_names[host._moId] = str(name)
         if any(int(v.key) not in self._fields for v in props.get("customValue") or ()):
             self._snapshot()  # refreshes custom field names
-        return vm_info(self.site, vm.id, props, self._host_names, self._fields, self.settings.tags_field)
+        return vm_info(self.site, vm.id, props, self._host_names, self._fields, self.settings.tags_field,
+                       self.capabilities)  # fmt: skip
 
     def get_host(self, host: HostRef) -> HostInfo:
         snap = read_host(self.session, self._host(host), target=str(host))

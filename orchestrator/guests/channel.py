@@ -25,6 +25,7 @@ from providers.base import (
     SYSTEM_CLOCK,
     Clock,
     ExecResult,
+    GuestAgentUnavailable,
     GuestExecOps,
     ProviderError,
     ProviderTimeout,
@@ -63,6 +64,8 @@ class AgentChannel:
             return self._provider.guest_exec(
                 self._vm, ["/bin/sh", "-c", command], timeout=timeout, env=dict(GUEST_ENV), stdin=stdin
             )
+        except GuestAgentUnavailable as exc:  # checked first: Proxmox's AgentNotReady is also a timeout
+            raise GuestUnreachable(f"guest agent unreachable: {exc.message}", target=str(self._vm)) from exc
         except ProviderTimeout:
             raise
         except TransientProviderError as exc:

@@ -8,7 +8,7 @@ A test module per provider subclasses :class:`ProviderContract`; pytest collects
 
     # tests/contract/test_<provider>.py
     import pytest
-    from tests.contract.suite import ProviderContract   # needs the repo root on sys.path (*)
+    from tests.contract.suite import ProviderContract   # the repo root is on sys.path (*)
 
     pytestmark = pytest.mark.e2e            # when it talks to a real or simulated service
 
@@ -28,8 +28,8 @@ A test module per provider subclasses :class:`ProviderContract`; pytest collects
         @pytest.fixture
         def agent_vm(self, provider): ...    # optional: VmRef whose guest agent answers
 
-(*) ``python -m pytest`` from the repo root, ``PYTHONPATH=.`` or ``pythonpath = ["."]`` in the
-pytest config provide it; under a bare ``pytest`` the libvirt modules insert it themselves.
+(*) ``pythonpath = ["."]`` in the pytest configuration (pyproject.toml) provides it; test modules
+never touch ``sys.path`` themselves.
 
 Fixtures may also be defined at module level (or in a conftest) — except ``agent_vm``: the suite
 defines a default ``agent_vm`` (returning ``None`` = "no agent available"), and a class-level
@@ -51,6 +51,10 @@ What the suite assumes
   SNAPSHOT_MEMORY, a memory snapshot of a *running* VM reverted after power-off gives a running
   VM. With an agent VM, a marker file written after the snapshot must be gone after revert.
 * Guest exec tests need GUEST_EXEC *and* an ``agent_vm``; they run ``/bin/sh`` in the guest.
+* Power verbs are idempotent: ``power_on`` of a running VM, ``power_off`` and ``shutdown`` of a
+  stopped one are no errors and change nothing.
+* ``VmInfo.unsupported`` lists only capabilities the provider declares; ``HostInfo.address`` is a
+  string ("" when the platform does not know one).
 
 Nothing here imports an SDK or knows a provider: only ``providers.base``.
 """
@@ -277,6 +281,25 @@ class ProviderContract:
             info.build,
         )
 
+    def test_unsupported_capabilities_are_declared_ones_and_stable(
+        self, provider: Provider, running_vm: VmRef
+    ) -> None:
+        inventory = provider.inventory()
+        for vm in inventory.vms:
+            assert all(isinstance(c, Capability) for c in vm.unsupported), f"{vm.ref}: {vm.unsupported}"
+            assert set(vm.unsupported) <= provider.capabilities, (
+                f"{vm.ref} lists {vm.unsupported}, which the provider does not declare"
+            )
+        listed = next(v for v in inventory.vms if v.ref == running_vm)
+        assert provider.get_vm(running_vm).unsupported == listed.unsupported
+
+    def test_host_address_is_a_string_and_round_trips(
+        self, provider: Provider, contract_host: HostRef
+    ) -> None:
+        listed = next(h for h in provider.inventory().hosts if h.ref == contract_host)
+        assert isinstance(listed.address, str)
+        assert provider.get_host(contract_host).address == listed.address
+
     def test_unknown_vm_raises_not_found(self, provider: Provider) -> None:
         with pytest.raises(NotFound):
             provider.get_vm(VmRef(provider.site, self.missing_vm_id, "pw-contract-missing"))
@@ -404,6 +427,22 @@ class ProviderContract:
         self._wait_power(provider, running_vm, PowerState.STOPPED)
         provider.power_on(running_vm)  # type: ignore[attr-defined]
         self._wait_power(provider, running_vm, PowerState.RUNNING)
+
+    def test_power_on_of_a_running_vm_is_a_no_op(self, provider: Provider, running_vm: VmRef) -> None:
+        _skip_unless(provider, Capability.POWER)
+        provider.power_on(running_vm)  # type: ignore[attr-defined]
+        provider.power_on(running_vm)  # type: ignore[attr-defined]
+        assert self._power(provider, running_vm) is PowerState.RUNNING
+
+    def test_power_off_and_shutdown_of_a_stopped_vm_are_no_ops(
+        self, provider: Provider, running_vm: VmRef
+    ) -> None:
+        _skip_unless(provider, Capability.POWER)
+        provider.power_off(running_vm)  # type: ignore[attr-defined]
+        self._wait_power(provider, running_vm, PowerState.STOPPED)
+        provider.power_off(running_vm)  # type: ignore[attr-defined]
+        provider.shutdown(running_vm, timeout=5.0)  # type: ignore[attr-defined]
+        assert self._power(provider, running_vm) is PowerState.STOPPED
 
     def test_power_ops_on_unknown_vm_raise_not_found(self, provider: Provider) -> None:
         _skip_unless(provider, Capability.POWER)

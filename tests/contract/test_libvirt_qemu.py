@@ -19,19 +19,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import NoReturn
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `tests.contract` under a bare `pytest`
-
 from providers import libvirt as adapter
 from providers.base import (
     Capability,
+    GuestAgentUnavailable,
     HostRef,
     OperationRefused,
     PowerState,
@@ -219,6 +216,7 @@ def test_host_reports_versions_and_boot_time(provider: adapter.LibvirtProvider) 
     assert host.version.startswith("QEMU ") and host.build.startswith("libvirt ")
     assert host.boot_time.endswith("+00:00")
     assert host.running_vms >= 1
+    assert host.address == host.ref.name, "a local URI: this machine's hostname"
 
 
 def test_a_silent_agent_is_not_ready_and_exec_is_transient(
@@ -227,9 +225,33 @@ def test_a_silent_agent_is_not_ready_and_exec_is_transient(
     assert next(v for v in provider.inventory().vms if v.ref == vm).agent_ready is False
     assert provider.get_vm(vm).agent_ready is False
     assert provider.guest_ping(vm) is False
-    with pytest.raises(TransientProviderError) as unresponsive:
+    with pytest.raises(GuestAgentUnavailable) as unresponsive:
         provider.guest_exec(vm, ["true"], timeout=5)
+    assert isinstance(unresponsive.value, TransientProviderError)
     assert unresponsive.value.code == "agent_unresponsive"
+    assert provider.get_vm(vm).unsupported == (), "the channel is configured: only not ready, not unsupported"
+
+
+def test_a_domain_without_an_agent_channel_lacks_guest_exec(
+    provider: adapter.LibvirtProvider, libvirt_module: object, qemu_domain: tuple[str, str]
+) -> None:
+    libvirt = libvirt_module
+    name = f"pw-contract-noagent-{uuid.uuid4().hex[:8]}"
+    xml = (
+        f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+        "<os><type arch='x86_64' machine='pc'>hvm</type></os>"
+        f"<devices><emulator>{shutil.which('qemu-system-x86_64')}</emulator></devices></domain>"
+    )
+    conn = libvirt.open(URI)  # type: ignore[attr-defined]
+    dom = conn.defineXML(xml)
+    try:
+        listed = {v.ref.name: v for v in provider.inventory().vms}
+        assert listed[name].unsupported == (Capability.GUEST_EXEC,)
+        assert listed[qemu_domain[1]].unsupported == ()
+        assert provider.get_vm(listed[name].ref).unsupported == (Capability.GUEST_EXEC,)
+    finally:
+        dom.undefine()
+        conn.close()
 
 
 def test_shutdown_times_out_when_the_guest_ignores_acpi(provider: adapter.LibvirtProvider, vm: VmRef) -> None:

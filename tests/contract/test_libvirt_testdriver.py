@@ -9,20 +9,17 @@ and the suite checks that it is refused.
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import libvirt
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `tests.contract` under a bare `pytest`
 
 from providers import libvirt as adapter
 from providers.base import (
     Capability,
     CapabilityMissing,
+    GuestAgentUnavailable,
     HostRef,
     NotFound,
     OperationRefused,
@@ -105,6 +102,13 @@ def test_host_describes_the_connection(provider: adapter.LibvirtProvider) -> Non
     assert host.version.startswith("TEST ") and host.build.startswith("libvirt ")
     assert host.running_vms == 1
     assert host.boot_time == "", "the test driver has no real host to have booted"
+    assert host.address == host.ref.name, "a local URI: this machine's hostname"
+
+
+def test_the_test_driver_declares_no_guest_exec_so_no_guest_lacks_it(
+    provider: adapter.LibvirtProvider,
+) -> None:
+    assert all(v.unsupported == () for v in provider.inventory().vms)
 
 
 def test_tags_and_labels_round_trip_through_metadata(provider: adapter.LibvirtProvider, vm: VmRef) -> None:
@@ -269,3 +273,31 @@ def test_unreachable_daemon_is_a_transient_error() -> None:
     with pytest.raises(ProviderUnavailable) as failed:
         connection.get()
     assert failed.value.retryable and failed.value.code == "connection"
+
+
+class _FakeLibvirtError:
+    """What translate_error reads of a ``libvirtError``: code, domain, message."""
+
+    def __init__(self, code: int, domain: int = libvirt.VIR_FROM_QEMU) -> None:
+        self.code, self.domain = code, domain
+
+    def get_error_code(self) -> int:
+        return self.code
+
+    def get_error_domain(self) -> int:
+        return self.domain
+
+    def get_error_message(self) -> str:
+        return "Guest agent is not responding"
+
+
+@pytest.mark.parametrize(
+    "code, short",
+    [
+        (libvirt.VIR_ERR_AGENT_UNRESPONSIVE, "agent_unresponsive"),
+        (libvirt.VIR_ERR_AGENT_UNSYNCED, "agent_unsynced"),
+    ],
+)
+def test_agent_errors_are_guest_agent_unavailable(code: int, short: str) -> None:
+    error = adapter.translate_error(libvirt, _FakeLibvirtError(code), target="vm")
+    assert isinstance(error, GuestAgentUnavailable) and error.retryable and error.code == short

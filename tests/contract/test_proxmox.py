@@ -11,8 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from providers.base import HostRef, VmRef
+from providers.base import (
+    AuthenticationFailed,
+    Capability,
+    GuestAgentUnavailable,
+    HostRef,
+    ProviderTimeout,
+    VmRef,
+)
 from providers.proxmox import ProxmoxProvider, open_provider
+from providers.proxmox_agent import AgentExec
+from providers.proxmox_session import PveSession
 from tests.contract.suite import ProviderContract
 from tests.pvesim import SimConfig, Simulator
 from tests.pvesim.harness import settings_for
@@ -86,3 +95,64 @@ class TestProxmoxStandaloneTokenContract(ProviderContract):
     @pytest.fixture
     def agent_vm(self, provider: ProxmoxProvider) -> VmRef:
         return next(v.ref for v in provider.inventory().vms if v.ref.id == "qemu/100")
+
+
+# ------------------------------------------------------------------------------------------------
+# Contract details the PVE adapter fills in
+# ------------------------------------------------------------------------------------------------
+
+
+def test_guests_list_what_they_lack_and_nodes_their_address(cluster_sim: Simulator, tmp_path: Path) -> None:
+    provider = open_provider(settings_for(cluster_sim, ssh_dir=tmp_path))
+    legacy = VmRef("pve", "qemu/104", "legacy-1")  # its config does not enable the agent
+    try:
+        inventory = provider.inventory()
+        lacks = {v.ref.id: v.unsupported for v in inventory.vms}
+        assert lacks["lxc/102"] == (Capability.GUEST_EXEC, Capability.SNAPSHOT_MEMORY)
+        assert lacks["qemu/100"] == lacks["qemu/103"] == ()
+        assert lacks["qemu/104"] == (), "stopped: its agent setting is not read"
+        assert {h.ref.id: h.address for h in inventory.hosts} == {
+            node.name: node.ip for node in cluster_sim.cluster.nodes.values()
+        }
+        provider.power_on(legacy)
+        assert provider.get_vm(legacy).unsupported == (Capability.GUEST_EXEC,)
+    finally:
+        provider.power_off(legacy)
+        provider.close()
+
+
+def test_an_agent_that_never_answers_is_unavailable_and_a_timeout(cluster_sim: Simulator) -> None:
+    provider = open_provider(settings_for(cluster_sim, agent_wait=0.3))
+    guest = cluster_sim.cluster.guests[103]
+    cluster_sim.inject("agent_not_ready", vmid=103, seconds=600)
+    try:
+        with pytest.raises(GuestAgentUnavailable) as caught:
+            provider.guest_exec(VmRef("pve", "qemu/103", "app-1"), ["true"], timeout=5)
+        assert isinstance(caught.value, ProviderTimeout) and caught.value.code == "agent_not_ready"
+        assert provider.get_vm(VmRef("pve", "qemu/103", "app-1")).unsupported == (), "transient, not static"
+    finally:
+        guest.agent_ready_at = 0.0
+        provider.close()
+
+
+def test_an_agent_that_stops_answering_at_exec_is_unavailable_not_refused(cluster_sim: Simulator) -> None:
+    settings = settings_for(cluster_sim)
+    session = PveSession(settings)
+    agent = AgentExec(session, poll_interval=settings.poll_interval, output_cap=settings.exec_output_cap)
+    node = cluster_sim.cluster.guests[103].node
+    cluster_sim.inject("agent_down", vmid=103, count=2)  # agent/exec, then the ping that checks it
+    try:
+        with pytest.raises(GuestAgentUnavailable) as caught:
+            agent.run(node, 103, ["true"], timeout=5, env=None, stdin=None, target="pve/app-1")
+        assert caught.value.retryable and caught.value.code == "agent_not_ready"
+        assert agent.run(node, 103, ["true"], timeout=5, env=None, stdin=None, target="pve/app-1").ok
+    finally:
+        cluster_sim.clear_faults()
+        session.close()
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_a_tls_rejection_is_authentication_failed_tls(standalone_sim: Simulator) -> None:
+    with pytest.raises(AuthenticationFailed) as caught:
+        open_provider(settings_for(standalone_sim, token=True, ca_file=""))
+    assert caught.value.code == "tls" and not caught.value.retryable

@@ -8,13 +8,10 @@ refusal surfaces as CapabilityMissing; the happy path of guest exec needs a real
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `tests.*` under a bare `pytest`
 from providers.base import Capability, CapabilityMissing, HostRef, PowerState, VmRef
 from tests.contract.suite import ProviderContract
 from tests.vcsim.launcher import Vcsim, open_vsphere, start_or_skip
@@ -89,3 +86,32 @@ def test_snapshot_flags_reach_vsphere(sim: Vcsim) -> None:
     finally:
         Disconnect(si)
         provider.close()
+
+
+def test_hosts_are_addressed_by_name_and_guests_with_tools_lack_nothing(sim: Vcsim) -> None:
+    provider = open_vsphere(sim, guest_user="root", guest_password="guest-pw")
+    try:
+        inventory = provider.inventory()
+        assert all(h.address == h.ref.name for h in inventory.hosts)
+        assert all(v.unsupported == () for v in inventory.vms), "the launcher reports VMware Tools installed"
+    finally:
+        provider.close()
+
+
+def test_a_vm_without_vmware_tools_lacks_guest_exec_and_quiesce() -> None:
+    from providers.vsphere_inventory import vm_info
+
+    props = {
+        "name": "bare",
+        "runtime.powerState": "poweredOn",
+        "guest.toolsVersionStatus2": "guestToolsNotInstalled",
+    }
+    every = frozenset(Capability)
+    lacks = vm_info("vcsim", "vm-1", props, {}, {}, "tags", every).unsupported
+    assert lacks == (Capability.GUEST_EXEC, Capability.SNAPSHOT_QUIESCE)
+    without_exec = every - {Capability.GUEST_EXEC}  # no guest credentials: only what is declared
+    assert vm_info("vcsim", "vm-1", props, {}, {}, "tags", without_exec).unsupported == (
+        Capability.SNAPSHOT_QUIESCE,
+    )
+    props["guest.toolsVersionStatus2"] = "guestToolsCurrent"  # installed; whether it runs is agent_ready
+    assert vm_info("vcsim", "vm-1", props, {}, {}, "tags", every).unsupported == ()

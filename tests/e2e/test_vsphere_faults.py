@@ -6,14 +6,11 @@ and counted through ``/vcsim-control/stats``; nothing of ours is mocked.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `tests.vcsim` under a bare `pytest`
 from providers.base import (
     AuthenticationFailed,
     HostPatchSpec,

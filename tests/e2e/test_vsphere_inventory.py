@@ -7,15 +7,12 @@ through the adapter. Round trips are counted by the launcher (/vcsim-control/sta
 from __future__ import annotations
 
 import ssl
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `tests.vcsim` under a bare `pytest`
 from providers.base import HostState, NotFound, PowerState
 from tests.vcsim.launcher import Vcsim, open_vsphere, start_or_skip
 

@@ -6,19 +6,16 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `tests.vcsim` under a bare `pytest`
 from tests.vcsim.launcher import Vcsim, start_or_skip
 
 pytestmark = pytest.mark.e2e

@@ -7,12 +7,8 @@ more than one host in maintenance" is checked from the simulator's side, not fro
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `tests.vcsim` under a bare `pytest`
 from providers.base import HostPatchSpec, HostState, PermanentProviderError, PowerState
 from tests.vcsim.launcher import open_vsphere, start_or_skip
 

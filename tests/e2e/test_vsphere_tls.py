@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import ssl
-import sys
-from pathlib import Path
 
 import pytest
 import structlog
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `tests.vcsim` under a bare `pytest`
 from providers.base import AuthenticationFailed
 from tests.vcsim.launcher import open_vsphere, start_or_skip
 
