@@ -1,0 +1,359 @@
+"""The ``patchwave`` command line (Typer + rich). Thin: parse, call the library, render, exit code.
+
+Exit codes: 0 all succeeded, 1 some VMs rolled back/failed (or a runtime error), 2 bad input
+(configuration, names, unreachable Temporal address), 3 the run halted on its failure budget.
+Every expected error is one line on stderr — never a traceback, never a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator import cli_render as render
+from orchestrator.cli_errors import SecretBox, run_guarded
+from orchestrator.cli_settings import load
+from orchestrator.config import Settings
+from orchestrator.errors import OrchestratorError
+from orchestrator.model import RunSummary
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Virtualization-aware patch orchestration on Temporal.",
+)
+snapshots_app = typer.Typer(no_args_is_help=True, help="Snapshots recorded by patchwave.")
+lab_app = typer.Typer(no_args_is_help=True, help="The local Debian guest lab (libvirt + QEMU).")
+app.add_typer(snapshots_app, name="snapshots")
+app.add_typer(lab_app, name="lab")
+
+Names = Annotated[list[str] | None, typer.Option("--vm", help="Only these VM/host names (repeatable).")]
+
+
+@dataclass(frozen=True)
+class Options:
+    config: Path
+    temporal_address: str
+    state_dir: Path | None
+    log_format: str
+    box: SecretBox
+
+    def settings(self) -> Settings:
+        settings = load(self.config, state_dir=self.state_dir, log_format=self.log_format)
+        self.box.secrets.extend(settings.secrets)
+        return settings
+
+
+def _opts(ctx: typer.Context) -> Options:
+    return ctx.obj
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"patchwave {version('patchwave')}")
+        except PackageNotFoundError:
+            typer.echo("patchwave (not installed)")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="Configuration file.", envvar="PATCHWAVE_CONFIG")
+    ] = Path("patchwave.toml"),
+    temporal_address: Annotated[str, typer.Option(help="External Temporal frontend host:port.")] = "",
+    state_dir: Annotated[Path | None, typer.Option(help="Override [state] dir.")] = None,
+    log_format: Annotated[str, typer.Option(help="auto | json | console")] = "",
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False,
+) -> None:
+    if log_format not in ("", "auto", "json", "console"):
+        raise typer.BadParameter("use auto, json or console", param_hint="--log-format")
+    box = ctx.obj if isinstance(ctx.obj, SecretBox) else SecretBox()
+    ctx.obj = Options(config, temporal_address, state_dir, log_format, box)
+
+
+# ------------------------------------------------------------------------------ read-only
+
+
+@app.command()
+def inventory(
+    ctx: typer.Context, output: Annotated[str, typer.Option(help="table | json")] = "table"
+) -> None:
+    """Hosts and guests per site, with state and tags."""
+    from orchestrator import operations
+
+    inventories = operations.inventory(_opts(ctx).settings())
+    if output == "json":
+        typer.echo(render.to_json(list(inventories)))
+        return
+    out = render.console()
+    for table in render.inventory_tables(inventories):
+        out.print(table)
+
+
+@app.command()
+def plan(
+    ctx: typer.Context,
+    vm: Names = None,
+    hosts: bool = True,
+    guests: bool = True,
+    output: Annotated[str, typer.Option(help="table | json")] = "table",
+) -> None:
+    """Order, waves, window fit and blockers — what `run` would do."""
+    from orchestrator import operations
+
+    made = operations.plan(_opts(ctx).settings(), selection=tuple(vm or ()), hosts=hosts, guests=guests)
+    if output == "json":
+        typer.echo(render.to_json(made))
+        return
+    out = render.console()
+    for table in render.plan_tables(made):
+        out.print(table)
+
+
+@app.command()
+def status(ctx: typer.Context, run: Annotated[str | None, typer.Argument()] = None) -> None:
+    """Recent runs, or one run's state (live progress when its engine is up)."""
+    from orchestrator import operations
+
+    opts = _opts(ctx)
+    out = render.console()
+    if run is None:
+        out.print(render.runs_table(operations.list_runs(opts.settings())))
+        return
+    record, outcomes, live = asyncio.run(
+        operations.status(opts.settings(), run, address=opts.temporal_address)
+    )
+    out.print(render.runs_table([record]))
+    if live.progress is not None:
+        out.print(render.progress_table(live.progress))
+    elif outcomes:
+        out.print(render.outcomes_table(f"{run}: recorded outcomes (workflow {live.workflow})", outcomes))
+
+
+@snapshots_app.command("list")
+def snapshots_list(ctx: typer.Context, run: Annotated[str, typer.Option(help="Only this run.")] = "") -> None:
+    """Snapshots patchwave recorded, with state and expiry."""
+    from orchestrator import operations
+
+    render.console().print(render.snapshots_table(operations.snapshots(_opts(ctx).settings(), run_id=run)))
+
+
+@snapshots_app.command("cleanup")
+def snapshots_cleanup(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Option(help="Only this run.")] = "",
+    all_: Annotated[bool, typer.Option("--all", help="Also unexpired ones of --run.")] = False,
+) -> None:
+    """Delete expired run snapshots (ownership checked first)."""
+    from orchestrator import operations
+
+    if all_ and not run:
+        raise typer.BadParameter("--all needs --run RUN", param_hint="--all")
+    results = operations.cleanup(_opts(ctx).settings(), run_id=run, include_unexpired=all_)
+    for site, result in results.items():
+        typer.echo(
+            f"{site}: deleted {len(result.deleted)}, already gone {len(result.gone)}, "
+            f"not ours (left alone) {len(result.refused)}"
+        )
+
+
+# ------------------------------------------------------------------------------ runs
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    vm: Names = None,
+    hosts: bool = True,
+    guests: bool = True,
+    dry_run: bool = False,
+    ui: bool = False,
+    run_id: Annotated[str, typer.Option(help="Run id (default: generated).")] = "",
+    worker: Annotated[
+        bool | None,
+        typer.Option(help="Run the workers in this process (default: yes when embedded, no with a cluster)."),
+    ] = None,
+) -> None:
+    """An ad-hoc rollout with live progress; exit 0 ok, 1 rolled back/failed, 3 halted."""
+    from orchestrator import operations
+    from orchestrator.model import RunRequest
+    from orchestrator.runs import new_run_id
+
+    opts = _opts(ctx)
+    settings = opts.settings()
+    request = RunRequest(
+        run_id=run_id or new_run_id(),
+        config_digest=settings.digest,
+        selection=tuple(vm or ()),
+        hosts=hosts,
+        guests=guests,
+        dry_run=dry_run,
+        requested_by=_who(),
+    )
+    typer.echo(f"run {request.run_id} started (config {settings.file})", err=True)
+    if worker is False or (
+        worker is None and (opts.temporal_address or settings.temporal.mode == "external")
+    ):
+        typer.echo("no worker in this process: `patchwave serve` must be running for this Temporal", err=True)
+    with render.ProgressView() as view:
+        summary = asyncio.run(
+            operations.run(
+                settings, request, address=opts.temporal_address, ui=ui, worker=worker, on_progress=view
+            )
+        )
+    raise typer.Exit(_finish(summary, view))
+
+
+@app.command()
+def resume(ctx: typer.Context, run: str) -> None:
+    """Continue RUN after a crash (finished VMs are not snapshotted or patched again)."""
+    from orchestrator import operations
+
+    opts = _opts(ctx)
+    settings = opts.settings()
+    with render.ProgressView() as view:
+        summary = asyncio.run(
+            operations.resume(settings, run, address=opts.temporal_address, on_progress=view)
+        )
+    raise typer.Exit(_finish(summary, view))
+
+
+@app.command()
+def rollback(ctx: typer.Context, run: str, vm: Names = None) -> None:
+    """Revert RUN's recorded snapshots (all, or --vm NAME) and verify health."""
+    from orchestrator import operations
+    from orchestrator.model import StepStatus
+
+    opts = _opts(ctx)
+    outcomes = asyncio.run(
+        operations.rollback(opts.settings(), run, tuple(vm or ()), address=opts.temporal_address)
+    )
+    render.console().print(render.outcomes_table(f"rollback of {run}", outcomes))
+    raise typer.Exit(0 if all(o.status is StepStatus.ROLLED_BACK for o in outcomes) else 1)
+
+
+@app.command()
+def approve(
+    ctx: typer.Context, run: str, ring: Annotated[str, typer.Option(help="Ring to approve.")] = ""
+) -> None:
+    """Approve promotion of RUN past its approval gate."""
+    from orchestrator import operations
+
+    opts = _opts(ctx)
+    current = asyncio.run(operations.approve(opts.settings(), run, ring, address=opts.temporal_address))
+    typer.echo(
+        f"approved {ring or 'the waiting ring'} of {run}" + (f"; phase {current.phase}" if current else "")
+    )
+
+
+@app.command()
+def serve(ctx: typer.Context, ui: bool = False) -> None:
+    """Long-running: the Temporal dev server (embedded) and the workers, until SIGTERM/SIGINT."""
+    from orchestrator import operations
+
+    opts = _opts(ctx)
+    asyncio.run(
+        operations.serve(
+            opts.settings(),
+            address=opts.temporal_address,
+            ui=ui,
+            ready=lambda where: typer.echo(f"patchwave serving on {where}", err=True),
+        )
+    )
+
+
+@app.command()
+def demo(
+    ctx: typer.Context, keep: Annotated[bool, typer.Option(help="Keep the temp state dir.")] = False
+) -> None:
+    """The main job on the embedded default: a complete rollout on the libvirt test driver."""
+    from orchestrator import demo as demo_mod
+
+    with render.ProgressView() as view:
+        summary, state = asyncio.run(
+            demo_mod.run_demo(keep=keep, on_progress=view, log_format=_opts(ctx).log_format)
+        )
+    typer.echo(f"demo state directory: {state}" + ("" if keep else " (removed)"), err=True)
+    raise typer.Exit(_finish(summary, view))
+
+
+# ------------------------------------------------------------------------------ lab
+
+
+def _lab():
+    """providers.lab, imported only for these commands (it drives libvirt; the orchestrator never does)."""
+    try:
+        from providers import lab
+    except ImportError as exc:
+        raise OrchestratorError(
+            f"the guest lab is not available: {exc}", step="lab", fix="pip install 'patchwave[libvirt]'"
+        ) from None
+    return lab
+
+
+@lab_app.command("up")
+def lab_up(ctx: typer.Context, guests: Annotated[int, typer.Option(help="How many guests.")] = 2) -> None:
+    """Build (cached) and boot the Debian guest lab into the state directory."""
+    state = _lab().up(_opts(ctx).settings().state.dir, guests)
+    typer.echo(render.to_json({"guests": [g.name for g in state.guests], "timings": state.timings}))
+
+
+@lab_app.command("down")
+def lab_down(ctx: typer.Context) -> None:
+    """Remove the lab's guests, repo server and overlays."""
+    typer.echo(render.to_json({"removed": _lab().down(_opts(ctx).settings().state.dir)}))
+
+
+@lab_app.command("status")
+def lab_status(ctx: typer.Context) -> None:
+    """The lab's recorded state plus live checks; exit 1 when it is not up."""
+    report = _lab().status(_opts(ctx).settings().state.dir)
+    typer.echo(render.to_json(report))
+    raise typer.Exit(0 if report.get("up") else 1)
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+def _finish(summary: RunSummary, view: render.ProgressView) -> int:
+    from orchestrator.runs import exit_code
+
+    render.console().print(render.summary_table(summary))
+    for blocked in view.latest.blocked if view.latest else ():
+        typer.echo(f"not patched (blocked): {blocked}", err=True)
+    if summary.halted_reason:
+        typer.echo(f"halted: {summary.halted_reason}", err=True)
+    return exit_code(summary)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: every expected error becomes one line on stderr and an exit code."""
+    box = SecretBox()
+    command = typer.main.get_command(app)
+    return run_guarded(
+        lambda: command.main(args=argv, prog_name="patchwave", standalone_mode=False, obj=box), box
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

