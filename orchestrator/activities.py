@@ -4,7 +4,8 @@ This module holds the run-level activities (setup, discovery, planning, bookkeep
 cleanup, rollback targets) and assembles the per-VM (:mod:`orchestrator.vm_activities`) and
 per-host (:mod:`orchestrator.host_activities`) ones. Which queue runs what:
 
-* ``patchwave`` (central): run_setup, plan_run, set_run_status, finish_run, rollback_targets
+* ``patchwave`` (central): run_setup, plan_run, set_run_status, finish_run, rollback_targets,
+  window_slot, notify_setup, notify (:mod:`orchestrator.notify_activities`)
 * ``patchwave-site-<site>``: discover, cleanup_expired_snapshots and every vm_*/host_* activity
 """
 
@@ -31,9 +32,10 @@ from orchestrator.messages import (
     WindowSlot,
 )
 from orchestrator.model import HostOutcome, Plan, RunRequest, RunSummary, StepStatus, VmOutcome
+from orchestrator.notify_activities import NotifyActivities
 from orchestrator.planning import plan_from
 from orchestrator.vm_activities import VmActivities
-from orchestrator.windows import next_window
+from orchestrator.windows import NoWindow, next_window
 from providers.base import Capability, Inventory, NotFound, ProviderError
 
 FINAL = (StepStatus.SUCCEEDED, StepStatus.ROLLED_BACK, StepStatus.FAILED)
@@ -46,6 +48,7 @@ class Activities:
         self.ctx = ctx
         self.vms = VmActivities(ctx)
         self.hosts = HostActivities(ctx)
+        self.notices = NotifyActivities(ctx)
 
     def central(self) -> list:
         return [
@@ -55,6 +58,7 @@ class Activities:
             self.finish_run,
             self.rollback_targets,
             self.window_slot,
+            *self.notices.all(),
         ]
 
     def site(self) -> list:
@@ -69,8 +73,8 @@ class Activities:
         if request.config_digest and request.config_digest != settings.digest:
             raise ConfigChanged(request.run_id, request.config_digest, settings.digest)
         record = self.ctx.facts.get_run(request.run_id)
-        if record is None:
-            return RunSetup(sites=settings.sites)
+        if record is None:  # a scheduled run is scoped to its site
+            return RunSetup(sites=tuple(s for s in settings.sites if not request.sites or s in request.sites))
         plan = record.plan()
         vms, hosts = [], []
         for step_id in [s.step_id for s in plan.vm_steps] + [h.step_id for h in plan.host_steps]:
@@ -95,6 +99,8 @@ class Activities:
             selection=request.selection,
             hosts=request.hosts,
             guests=request.guests,
+            groups=request.groups,
+            sites=request.sites,
         )
         self.ctx.facts.create_run(
             request.run_id, plan=plan, config_digest=request.config_digest, requested_by=request.requested_by
@@ -146,7 +152,10 @@ class Activities:
     @translated
     def window_slot(self, query: WindowQuery) -> WindowSlot:
         spec = self.ctx.settings.window(query.window)
-        start, end = next_window(spec, datetime.fromisoformat(query.now))
+        try:
+            start, end = next_window(spec, datetime.fromisoformat(query.now))
+        except NoWindow:  # a finished RRULE, or every occurrence blacked out: the gate skips the VM
+            return WindowSlot("", "", "")
         iso = [t.isoformat(timespec="seconds") for t in (start, end, end - spec.cutoff)]
         return WindowSlot(*iso)
 

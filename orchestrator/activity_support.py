@@ -21,13 +21,14 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from orchestrator.errors import OrchestratorError
+from orchestrator.retry import HEARTBEAT_S
 from providers.base import ProviderError
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 #: Seconds between heartbeats of a long call (the heartbeat timeout is 30 s, see orchestrator.retry).
-HEARTBEAT_EVERY_S = 5.0
+HEARTBEAT_EVERY_S = min(5.0, HEARTBEAT_S / 3)
 
 
 class OwnershipError(ApplicationError):

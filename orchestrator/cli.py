@@ -74,7 +74,7 @@ def main_options(
         Path, typer.Option("--config", "-c", help="Configuration file.", envvar="PATCHWAVE_CONFIG")
     ] = Path("patchwave.toml"),
     temporal_address: Annotated[str, typer.Option(help="External Temporal frontend host:port.")] = "",
-    state_dir: Annotated[Path | None, typer.Option(help="Override [state] dir.")] = None,
+    state_dir: Annotated[Path | None, typer.Option(help="Override the state directory (\\[state] dir in the config).")] = None,
     log_format: Annotated[str, typer.Option(help="auto | json | console")] = "",
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False,
 ) -> None:
@@ -170,6 +170,37 @@ def snapshots_cleanup(
         )
 
 
+@app.command()
+def doctor(
+    ctx: typer.Context,
+    fix: Annotated[bool, typer.Option(help="Clean up what was found (asks per item).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="With --fix: do not ask.")] = False,
+) -> None:
+    """Leftovers of dead runs: orphan snapshots, hosts left in maintenance, stale records.
+    Exit 0 nothing left over, 1 leftovers remain."""
+    from orchestrator import operations
+
+    if yes and not fix:
+        raise typer.BadParameter("--yes needs --fix", param_hint="--yes")
+    opts = _opts(ctx)
+    out = render.console()
+
+    def confirm(finding) -> bool:  # an orchestrator.reconcile.Finding
+        return yes or typer.confirm(f"{finding.action} ({finding.kind} {finding.target})?", default=False)
+
+    result = asyncio.run(
+        operations.doctor(
+            opts.settings(),
+            address=opts.temporal_address,
+            confirm=confirm if fix else None,
+            on_findings=lambda found: out.print(render.findings_table(found)),
+        )
+    )
+    for done in result.fixed:
+        typer.echo(f"{'fixed' if done.done else 'not fixed'}: {done.finding.target}: {done.note}")
+    raise typer.Exit(1 if result.unresolved else 0)
+
+
 # ------------------------------------------------------------------------------ runs
 
 
@@ -260,34 +291,93 @@ def approve(
 
 
 @app.command()
-def serve(ctx: typer.Context, ui: bool = False) -> None:
-    """Long-running: the Temporal dev server (embedded) and the workers, until SIGTERM/SIGINT."""
+def serve(
+    ctx: typer.Context,
+    ui: bool = False,
+    schedules: Annotated[
+        bool, typer.Option(help="Keep one Temporal schedule per site and windowed group in sync (hourly).")
+    ] = True,
+) -> None:
+    """Long-running: the Temporal dev server (embedded), the workers and the schedules, until SIGTERM/SIGINT."""
     from orchestrator import operations
 
     opts = _opts(ctx)
+
+    def synced(result) -> None:  # a schedules.SyncResult
+        typer.echo(
+            f"schedules: {len(result.created)} created, {len(result.updated)} updated, "
+            f"{len(result.deleted)} deleted, {len(result.unchanged)} unchanged",
+            err=True,
+        )
+
     asyncio.run(
         operations.serve(
             opts.settings(),
             address=opts.temporal_address,
             ui=ui,
             ready=lambda where: typer.echo(f"patchwave serving on {where}", err=True),
+            schedules=schedules,
+            on_sync=synced,
         )
     )
 
 
 @app.command()
-def demo(
-    ctx: typer.Context, keep: Annotated[bool, typer.Option(help="Keep the temp state dir.")] = False
+def report(
+    ctx: typer.Context,
+    format_: Annotated[str, typer.Option("--format", "-f", help="table | json | csv | html")] = "table",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to FILE instead of stdout.")] = None,
 ) -> None:
-    """The main job on the embedded default: a complete rollout on the libvirt test driver."""
+    """Compliance report per machine and group: last patched, pending updates, reboots, snapshots."""
+    from orchestrator import operations
+    from orchestrator.report_render import FORMATS
+
+    if format_ not in FORMATS:
+        raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
+    text = operations.report(_opts(ctx).settings(), fmt=format_)
+    if output is None:
+        typer.echo(text, nl=not text.endswith("\n"))
+        return
+    output.write_text(text, encoding="utf-8")
+    typer.echo(f"compliance report ({format_}) written to {output}", err=True)
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    keep: Annotated[bool, typer.Option(help="Keep the lab up and the temp state dir.")] = False,
+    testdriver: Annotated[
+        bool, typer.Option(help="The fast demo on libvirt's test driver (a fake guest, no QEMU).")
+    ] = False,
+) -> None:
+    """The main job: a real rollout on the Debian guest lab (3 QEMU guests, one bad update rolled back)."""
     from orchestrator import demo as demo_mod
 
+    if testdriver:
+        with render.ProgressView() as view:
+            summary, state = asyncio.run(
+                demo_mod.run_demo(keep=keep, on_progress=view, log_format=_opts(ctx).log_format)
+            )
+        typer.echo(f"demo state directory: {state}" + ("" if keep else " (removed)"), err=True)
+        raise typer.Exit(_finish(summary, view))
     with render.ProgressView() as view:
-        summary, state = asyncio.run(
-            demo_mod.run_demo(keep=keep, on_progress=view, log_format=_opts(ctx).log_format)
+        report = asyncio.run(
+            demo_mod.run_lab_demo(
+                keep=keep,
+                on_progress=view,
+                log_format=_opts(ctx).log_format,
+                echo=lambda line: typer.echo(line, err=True),
+            )
         )
-    typer.echo(f"demo state directory: {state}" + ("" if keep else " (removed)"), err=True)
-    raise typer.Exit(_finish(summary, view))
+    _finish(report.summary, view)
+    out = render.console()
+    for table in render.demo_tables(report):
+        out.print(table)
+    where = f"lab kept up in {report.state} (`python -m providers.lab --state-dir {report.state} down`)"
+    typer.echo(where if report.kept else f"demo state directory: {report.state} (removed)", err=True)
+    if report.as_expected:
+        typer.echo(f"demo: as designed: {demo_mod.BREAKING_GUEST} rolled back, the others kept 1.1", err=True)
+    raise typer.Exit(0 if report.as_expected else 1)
 
 
 # ------------------------------------------------------------------------------ lab

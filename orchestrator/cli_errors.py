@@ -82,5 +82,10 @@ def run_guarded(command: Callable[[], Any], box: SecretBox | None = None) -> int
         if os.environ.get("PATCHWAVE_DEBUG"):
             traceback.print_exc()
         line, code = classify(exc)
-        print(box.redact(line), file=sys.stderr)
+        print(one_line(box.redact(line)), file=sys.stderr)
         return code
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped (a config key may hold "\\r")."""
+    return "".join(ch if ch.isprintable() or ch == "\t" else repr(ch)[1:-1] for ch in text)

@@ -81,7 +81,7 @@ def plan_tables(plan: Plan) -> list[Table]:
                 hosts.add_row(
                     domain.domain_id,
                     str(h.host),
-                    h.patch,
+                    "none (report only)" if h.patch == "none" else h.patch,
                     h.reboot.value,
                     str(h.evacuate),
                     f"{h.est_duration_s}s",
@@ -104,6 +104,13 @@ def plan_tables(plan: Plan) -> list[Table]:
             "yes" if w.fits else "NO",
         )
     tables.append(waves)
+    if plan.warnings:
+        notes = Table(title="notes (not blocking)")
+        for col in ("target", "code", "note"):
+            notes.add_column(col)
+        for w in plan.warnings:
+            notes.add_row(w.target, w.code, w.reason)
+        tables.append(notes)
     if plan.blocked:
         blocked = Table(title="blockers (not patched)")
         for col in ("target", "code", "reason"):
@@ -143,7 +150,7 @@ def summary_table(summary: RunSummary) -> Table:
             f"host {h.host}",
             _styled(h.status),
             "",
-            f"{h.build_before}->{h.build_after}",
+            h.detail or f"{h.build_before}->{h.build_after}",
             str(h.rebooted),
             h.error,
         )
@@ -152,6 +159,34 @@ def summary_table(summary: RunSummary) -> Table:
             str(v.vm), _styled(v.status), v.snapshot_id, str(v.packages_changed), str(v.rebooted), v.error
         )
     return table
+
+
+def demo_tables(report: Any) -> list[Table]:
+    """The lab demo's summary (an ``orchestrator.demo.DemoReport``): per VM, hosts, stage timings."""
+    vms = Table(title=f"demo {report.summary.run_id}: per VM")
+    for col in ("vm", "channel", "status", "packages changed", "snapshot", "reboots", "demo-app", "error"):
+        vms.add_column(col)
+    for v in report.vms:
+        vms.add_row(
+            v.name, v.channel, _styled(v.status), ", ".join(v.changed) or "-", v.snapshot or "-",
+            str(v.reboots), v.version or "?", v.error[:100],
+        )  # fmt: skip
+    tables = [vms]
+    if report.hosts:
+        hosts = Table(title="hypervisor phase")
+        for col in ("host", "result"):
+            hosts.add_column(col)
+        for name, what in report.hosts:
+            hosts.add_row(name, what)
+        tables.append(hosts)
+    stages = Table(title="stages")
+    for col in ("stage", "seconds"):
+        stages.add_column(col)
+    for name, seconds in report.stages:
+        stages.add_row(name, f"{seconds:.1f}")
+    stages.add_row("total", f"{sum(s for _, s in report.stages):.1f}")
+    tables.append(stages)
+    return tables
 
 
 def outcomes_table(title: str, outcomes: Sequence[VmOutcome]) -> Table:
@@ -178,6 +213,16 @@ def snapshots_table(records: Sequence[SnapshotRecord]) -> Table:
         table.add_column(col)
     for s in records:
         table.add_row(s.run_id, str(s.vm), s.snapshot_id or s.name, s.state, s.created_at, s.expires_at)
+    return table
+
+
+def findings_table(findings: Sequence[Any]) -> Table:
+    """``patchwave doctor``: the leftovers of dead runs (orchestrator.reconcile.Finding)."""
+    table = Table(title=f"leftovers of runs that are no longer running: {len(findings)}")
+    for col in ("#", "kind", "target", "run", "why", "--fix would"):
+        table.add_column(col)
+    for index, f in enumerate(findings, 1):
+        table.add_row(str(index), f.kind, f.target, f.run_id, f.reason, f.action)
     return table
 
 

@@ -156,6 +156,12 @@ class SshSettings:
 
 
 @dataclass(frozen=True)
+class HostOverride:
+    name: str  # host name (exact) or "site/name"
+    ssh: tuple[tuple[str, Any], ...] = ()  # validated (SshSettings field, value) pairs to replace
+
+
+@dataclass(frozen=True)
 class HostSettings:
     enabled: bool = True
     scope: str = "targets"  # targets (hosts running a targeted VM) | all (every host of every site)
@@ -165,6 +171,16 @@ class HostSettings:
     depot_urls: tuple[str, ...] = ()
     default_duration_s: int = 1800  # prediction for a host when there is no history
     ssh: SshSettings = SshSettings(host="")
+    overrides: tuple[HostOverride, ...] = ()  # [hosts.overrides."NAME"]: per-host SSH settings
+
+    def ssh_for(self, name: str, site: str = "") -> SshSettings:
+        """The SSH settings for host ``name`` (``site/name`` overrides win over ``name``)."""
+        ssh = self.ssh
+        for key in (name, f"{site}/{name}" if site else None):
+            for override in self.overrides:
+                if key is not None and override.name == key:
+                    ssh = replace(ssh, **dict(override.ssh))
+        return ssh
 
 
 @dataclass(frozen=True)
@@ -219,6 +235,43 @@ class HealthCheckSettings:
     match: MatchSpec = MatchSpec()  # empty = every VM
 
 
+#: The notification events, in the order a run produces them.
+NOTIFY_EVENTS = ("plan_published", "window_prenotice", "run_started", "vm_rolled_back", "run_finished", "run_halted")
+
+
+@dataclass(frozen=True)
+class NotifyRoute:
+    """Apprise URLs (secrets: never logged, never in a payload) and the events sent to them."""
+
+    urls: tuple[Secret, ...] = field(default=(), repr=False)
+    events: tuple[str, ...] = NOTIFY_EVENTS
+
+
+@dataclass(frozen=True)
+class MessageTemplate:
+    """A ``[notifications.templates.<event>]`` override (``string.Template`` text, ``$field``)."""
+
+    event: str
+    title: str = ""  # "" = the built-in title
+    body: str = ""  # "" = the built-in body
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    routes: tuple[NotifyRoute, ...] = ()  # [notifications] urls/events, then each [[notifications.routes]]
+    prenotice_s: int = 0  # window_prenotice this long before a window opens (0 = no pre-notice)
+    owner_label: str = "owner"  # VM label (or tag "<label>:NAME") naming the owner -> "@NAME"
+    templates: tuple[MessageTemplate, ...] = ()
+    timeout_s: int = 10  # per delivery
+
+    @property
+    def enabled(self) -> bool:
+        return any(route.urls for route in self.routes)
+
+    def template(self, event: str) -> MessageTemplate | None:
+        return next((t for t in self.templates if t.event == event), None)
+
+
 @dataclass(frozen=True)
 class Settings:
     file: Path
@@ -236,6 +289,7 @@ class Settings:
     health: tuple[HealthCheckSettings, ...]
     digest: str  # sha256 of the normalised config without secret values (and without [logging])
     secrets: tuple[Secret, ...] = field(default=(), repr=False, compare=False)  # for log redaction
+    notifications: NotificationSettings = NotificationSettings()  # not part of the digest
 
     @property
     def sites(self) -> tuple[str, ...]:

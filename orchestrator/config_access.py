@@ -13,6 +13,7 @@ from orchestrator.config import (
     GuestOverride,
     GuestSettings,
     HealthCheckSettings,
+    HostOverride,
     HostSettings,
     SshSettings,
     StateSettings,
@@ -23,7 +24,8 @@ from orchestrator.model import RebootPolicy
 from providers.base import Secret
 
 SSH_KEYS = ("user", "port", "host", "key_file", "known_hosts", "trust_on_first_use", "password")
-HOST_KEYS = ("enabled", "scope", "patch", "reboot", "evacuate", "depot_urls", "default_duration", "ssh")
+HOST_KEYS = ("enabled", "scope", "patch", "reboot", "evacuate", "depot_urls", "default_duration", "ssh",
+             "overrides")  # fmt: skip
 GUEST_KEYS = ("channel", "ssh", "overrides", "overrides_file", "local_root")
 HEALTH_KEYS = ("name", "kind", "command", "url", "address", "unit", "expect_status", "timeout", "retries",
                "interval", "match")  # fmt: skip
@@ -53,7 +55,19 @@ def hosts_table(t: TableReader, base: Path) -> HostSettings:
         depot_urls=t.strings("depot_urls"),
         default_duration_s=t.duration("default_duration", 1800),
         ssh=_ssh(t.table("ssh", SSH_KEYS), base, SshSettings(host="")),
+        overrides=_host_overrides(t.table("overrides"), base=base),
     )
+
+
+def _host_overrides(t: TableReader, *, base: Path) -> tuple[HostOverride, ...]:
+    """``[hosts.overrides."NAME"]`` (NAME = host name or "site/name"): ``ssh = { port = 2223, ... }``."""
+    result = []
+    for name in sorted(t.raw):
+        ssh_table = t.table(name, ("ssh",)).table("ssh", SSH_KEYS)
+        ssh = _ssh(ssh_table, base, SshSettings(host=""))
+        pairs = tuple((f.name, getattr(ssh, f.name)) for f in fields(SshSettings) if f.name in ssh_table.raw)
+        result.append(HostOverride(name=name, ssh=pairs))
+    return tuple(result)
 
 
 def guests_table(

@@ -10,9 +10,6 @@ from dataclasses import fields, is_dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
-
-from croniter import croniter
 
 import providers
 from orchestrator import secrets as secret_refs
@@ -33,14 +30,17 @@ from orchestrator.config import (
     TemporalSettings,
 )
 from orchestrator.config_access import GUEST_KEYS, HOST_KEYS, guests_table, health_table, hosts_table
+from orchestrator.config_notifications import KEYS as NOTIFY_KEYS
+from orchestrator.config_notifications import notifications_table
 from orchestrator.config_reader import MATCH_KEYS, TableReader, suggest
+from orchestrator.config_windows import holidays_table, windows_table
 from orchestrator.errors import ConfigError
 from orchestrator.model import RebootPolicy, UpdateMode
 from orchestrator.windows import WindowSpec
 from providers.base import Secret, SettingsError
 
-TOP_KEYS = ("state", "temporal", "logging", "providers", "targets", "groups", "rings", "windows", "policy",
-            "hosts", "guests", "health")  # fmt: skip
+TOP_KEYS = ("state", "temporal", "logging", "providers", "targets", "groups", "rings", "windows", "holidays",
+            "policy", "hosts", "guests", "health", "notifications")  # fmt: skip
 POLICY_KEYS = ("concurrency", "failure_budget", "reboot", "snapshot_memory", "snapshot_quiesce", "snapshot_ttl",
                "updates", "pins", "health_deadline", "patch_timeout", "default_vm_duration")  # fmt: skip
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -57,8 +57,9 @@ def build_settings(raw: Mapping[str, Any], *, file: Path, environ: Mapping[str, 
     state = _state(top.table("state", ("dir",)), base)
     policy = _policy(top.table("policy", POLICY_KEYS), PolicySettings(), allow_budget=True)
     rings = _rings(top)
-    windows = _windows(top.table("windows"))
+    windows = windows_table(top.table("windows"), holidays_table(top.table("holidays"), base))
     guests, more_secrets = guests_table(top.table("guests", GUEST_KEYS), base, state, environ)
+    notifications, notify_secrets = notifications_table(top.table("notifications", NOTIFY_KEYS), environ=environ)
     settings = {
         "file": file,
         "state": state,
@@ -77,7 +78,9 @@ def build_settings(raw: Mapping[str, Any], *, file: Path, environ: Mapping[str, 
         "health": health_table(top),
     }
     digest = _digest(settings, raw.get("providers", {}))
-    return Settings(**settings, digest=digest, secrets=tuple(found + more_secrets))
+    return Settings(
+        **settings, digest=digest, secrets=tuple(found + more_secrets + notify_secrets), notifications=notifications
+    )
 
 
 # ---------------------------------------------------------------------------------- simple tables
@@ -192,36 +195,6 @@ def _rings(top: TableReader) -> tuple[RingSettings, ...]:
             )
         )
     return tuple(rings)
-
-
-def _windows(t: TableReader) -> tuple[WindowSpec, ...]:
-    specs = []
-    for name in sorted(t.raw):
-        if not _NAME.match(name):
-            raise t.error(
-                name, f"{name!r} is not a valid window name", "use letters, digits, '-', '_' and '.'"
-            )
-        w = t.table(name, ("cron", "duration", "timezone", "cutoff"))
-        cron = w.text("cron", required=True)
-        if not croniter.is_valid(cron) or len(cron.split()) != 5:
-            raise w.error(
-                "cron",
-                f"{cron!r} is not a five-field cron expression",
-                'write e.g. cron = "0 22 * * SAT" (minute hour day month weekday)',
-            )
-        zone = w.text("timezone", "UTC")
-        try:
-            ZoneInfo(zone)
-        except (ValueError, KeyError, OSError):
-            raise w.error(
-                "timezone", f"unknown time zone {zone!r}", 'write an IANA name, e.g. "Europe/Berlin"'
-            ) from None
-        duration = w.duration("duration", 0)
-        cutoff = w.duration("cutoff", 0, minimum=0)
-        if cutoff >= duration:
-            raise w.error("cutoff", "must be shorter than the window's duration", 'write e.g. cutoff = "30m"')
-        specs.append(WindowSpec(name=name, cron=cron, duration_s=duration, timezone=zone, cutoff_s=cutoff))
-    return tuple(specs)
 
 
 # ---------------------------------------------------------------------------------- groups

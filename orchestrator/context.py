@@ -96,13 +96,12 @@ class Context:
         return ssh_channel(access.ssh, name=vm.name, ip=ip, clock=self.clock)
 
     def host_channel(self, host: HostRef, address: str = "") -> GuestChannel:
-        """SSH to a hypervisor host (``[hosts] patch = "ssh"``): ``[hosts] ssh.host`` with ``{ip}`` =
-        the host's management address (``HostInfo.address``, else its name) and ``{name}``; an empty
-        ``ssh.host`` means the address."""
+        """SSH to a hypervisor host (``[hosts] patch = "ssh"``): ``[hosts] ssh`` with the host's
+        ``[hosts.overrides."NAME"]`` applied; ``ssh.host`` with ``{ip}`` = the host's management address
+        (``HostInfo.address``, else its name) and ``{name}``; an empty ``ssh.host`` means the address."""
         target = address or host.name
-        return ssh_channel(
-            replace_host(self.settings.hosts.ssh, "{ip}"), name=host.name, ip=target, clock=self.clock
-        )
+        ssh = self.settings.hosts.ssh_for(host.name, host.site)
+        return ssh_channel(replace_host(ssh, "{ip}"), name=host.name, ip=target, clock=self.clock)
 
     def health_checks(self) -> tuple[HealthCheckSettings, ...]:
         return self.settings.health

@@ -210,6 +210,12 @@ class DevServer:
     def _spawn(self) -> None:
         spec = self.spec
         spec.db_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Workflow payloads live in the database: private like facts.db. The server runs with umask
+        # 077 (see _server_child); files an older version left behind are tightened here.
+        for path in (spec.db_file, *(spec.db_file.with_name(spec.db_file.name + s) for s in ("-wal", "-shm")),
+                     spec.log_file, self.pid_file):  # fmt: skip
+            if path:
+                _make_private(Path(path), create=path in (spec.log_file, self.pid_file))
         log = open(spec.log_file, "ab") if spec.log_file else subprocess.DEVNULL  # noqa: SIM115
         try:
             self._proc = subprocess.Popen(
@@ -217,7 +223,7 @@ class DevServer:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509 - prctl only
+                preexec_fn=_server_child,  # noqa: PLW1509 - umask + prctl only
             )
         except OSError as exc:
             raise EngineError(f"cannot start {spec.binary}: {exc}", step="engine") from exc
@@ -282,3 +288,18 @@ def _server_pid(pid_file: Path, db_file: Path) -> int | None:
     except OSError:
         return pid if _alive(pid) else None
     return pid if b"start-dev" in argv and str(db_file).encode() in argv else None
+
+
+def _make_private(path: Path, *, create: bool) -> None:
+    """Mode 0600 for ``path`` (created empty first when ``create`` and missing)."""
+    if create and not path.exists():
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    if path.exists():
+        os.chmod(path, 0o600)
+
+
+def _server_child() -> None:
+    """In the server's child process before exec: private files (umask 077), die with the parent."""
+    os.umask(0o077)
+    if sys.platform.startswith("linux"):
+        _die_with_parent()

@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from typing import Self
 
 from temporalio.client import Client
@@ -25,6 +26,7 @@ from orchestrator.config import Settings
 from orchestrator.context import Context
 from orchestrator.devserver import DevServer, DevServerSpec, TemporalUnreachable, probe, temporal_binary
 from orchestrator.messages import CENTRAL_QUEUE, site_queue
+from orchestrator.retry import RECOVERY_S
 from orchestrator.vm_workflow import VmPatch, VmRollback
 from orchestrator.workflows import PatchRun, RollbackRun
 
@@ -115,7 +117,9 @@ def build_workers(
 ) -> list[Worker]:
     """The workflow worker (``patchwave``) and one activity worker per site."""
     acts = Activities(ctx)
-    common = {"activity_executor": executor, "max_concurrent_activities": MAX_CONCURRENT_ACTIVITIES}
+    common: dict = {"activity_executor": executor, "max_concurrent_activities": MAX_CONCURRENT_ACTIVITIES}
+    if RECOVERY_S:  # crash-injection tests: a dead worker's sticky queue is given up quickly
+        common["sticky_queue_schedule_to_start_timeout"] = timedelta(seconds=RECOVERY_S)
     central = Worker(
         client, task_queue=CENTRAL_QUEUE, workflows=WORKFLOWS, activities=acts.central(), **common
     )

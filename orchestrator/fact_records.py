@@ -37,6 +37,16 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class RunEvent:
+    """One status change of a run (``run_events``): planned, running, paused, succeeded, ..."""
+
+    run_id: str
+    status: str
+    reason: str
+    recorded_at: str
+
+
+@dataclass(frozen=True)
 class StepRecord:
     id: int
     run_id: str
@@ -70,6 +80,39 @@ class MaintenanceRecord:
     host: HostRef
     state: str  # entering | in | exited
     recorded_at: str
+
+
+#: Buckets of pending updates: security updates by severity, "unrated" security updates (apt reports
+#: no severity), and "other" (bug fixes, enhancements).
+SEVERITIES = ("critical", "important", "moderate", "low", "unrated", "other")
+_SEVERITY_WORDS = {"critical": "critical", "urgent": "critical", "important": "important", "high": "important",
+                   "moderate": "moderate", "medium": "moderate", "low": "low"}  # fmt: skip
+
+
+def severity_bucket(security: bool, severity: str) -> str:
+    """The report bucket of one pending update (see :data:`SEVERITIES`)."""
+    if not security:
+        return "other"
+    return _SEVERITY_WORDS.get(severity.strip().lower(), "unrated")
+
+
+@dataclass(frozen=True)
+class AssessmentRecord:
+    """What a guest had pending at ``taken_at`` (``phase``: "before" or "after" patching)."""
+
+    run_id: str
+    step_id: str
+    vm: VmRef
+    phase: str
+    taken_at: str
+    os: str  # pretty name, else id + version
+    kernel: str
+    pending: int
+    security: int
+    cves: int  # distinct CVE ids across the pending updates
+    severities: Mapping[str, int]  # every bucket of SEVERITIES, 0 when none
+    reboot_required: bool
+    packages: tuple[Mapping[str, Any], ...] = ()  # name, current, candidate, security, severity, cves (capped)
 
 
 def scrub(value: Any) -> Any:
@@ -126,6 +169,15 @@ def maintenance_from_row(row: sqlite3.Row) -> MaintenanceRecord:
     return MaintenanceRecord(
         run_id=row["run_id"], host=host, state=row["state"], recorded_at=row["recorded_at"]
     )
+
+
+def assessment_from_row(row: sqlite3.Row) -> AssessmentRecord:
+    return AssessmentRecord(
+        run_id=row["run_id"], step_id=row["step_id"], vm=VmRef(row["vm_site"], row["vm_id"], row["vm_name"]),
+        phase=row["phase"], taken_at=row["taken_at"], os=row["os"], kernel=row["kernel"], pending=row["pending"],
+        security=row["security"], cves=row["cves"], severities=json.loads(row["severities"]),
+        reboot_required=bool(row["reboot_required"]), packages=tuple(json.loads(row["packages"])),
+    )  # fmt: skip
 
 
 def outcome_from_json(kind: str, data: dict[str, Any]) -> VmOutcome | HostOutcome:

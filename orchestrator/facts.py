@@ -6,6 +6,8 @@
 * ``outcomes`` — append-only per (run, step); the latest row is the step's outcome.
 * ``snapshots`` — the registry of snapshots a run made (intent recorded before the create call).
 * ``maintenance`` — append-only host maintenance transitions.
+* ``assessments`` — append-only: what a guest had pending before/after patching (the compliance
+  report's source; :mod:`orchestrator.fact_assessments`).
 
 Details are JSON, passed through :func:`scrub` first (no secret-looking key is ever stored).
 The file is created 0600 in a 0700 directory; one connection per thread; WAL journal.
@@ -23,9 +25,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from orchestrator import fact_assessments
 from orchestrator.errors import FactStoreError
 from orchestrator.fact_records import (
+    AssessmentRecord,
     MaintenanceRecord,
+    RunEvent,
     RunRecord,
     SnapshotRecord,
     StepRecord,
@@ -43,9 +48,10 @@ from orchestrator.facts_schema import LATEST_VERSION, migrate
 from orchestrator.model import SCHEMA_VERSION, HostOutcome, Plan, VmOutcome
 from providers.base import SYSTEM_CLOCK, Clock, HostRef, VmRef
 
-__all__ = ["FactStore", "MaintenanceRecord", "RunRecord", "SnapshotRecord", "StepRecord", "scrub"]
+__all__ = ["AssessmentRecord", "FactStore", "MaintenanceRecord", "RunRecord", "SnapshotRecord", "StepRecord", "scrub"]
 
 RUN_STATUSES = frozenset({"planned", "running", "paused", "succeeded", "halted", "failed", "cancelled"})
+FINAL_STATUSES = ("succeeded", "rolled_back", "failed", "skipped")
 SNAPSHOT_STATES = frozenset({"intent", "created", "reverted", "deleted", "kept", "leaked"})
 MAINTENANCE_STATES = frozenset({"entering", "in", "exited"})
 
@@ -168,6 +174,11 @@ class FactStore:
     def get_run(self, run_id: str) -> RunRecord | None:
         row = self._db().execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return run_from_row(row) if row else None
+
+    def run_events(self, run_id: str) -> list[RunEvent]:
+        """The run's status changes, oldest first."""
+        rows = self._db().execute("SELECT * FROM run_events WHERE run_id = ? ORDER BY id", (run_id,))
+        return [RunEvent(r["run_id"], r["status"], r["reason"], r["recorded_at"]) for r in rows]
 
     def list_runs(self, limit: int = 20) -> list[RunRecord]:
         rows = self._db().execute(
@@ -418,3 +429,42 @@ class FactStore:
             " ORDER BY m.host_site, m.host_id"
         )
         return [maintenance_from_row(r) for r in rows]
+
+    # ---------------------------------------------------------------- assessments (compliance)
+    def record_assessment(
+        self, run_id: str, step_id: str, vm: VmRef, assessment: Any, *, phase: str = "before",
+        taken_at: str | datetime | None = None,
+    ) -> None:  # fmt: skip
+        """Append what ``GuestPatcher.assess()`` found (``phase``: "before" or "after" patching)."""
+        if phase not in fact_assessments.PHASES:
+            raise ValueError(f"unknown assessment phase {phase!r}; use one of {fact_assessments.PHASES}")
+        moment = taken_at.astimezone(UTC).isoformat() if isinstance(taken_at, datetime) else taken_at
+        values = fact_assessments.summarize(assessment)
+        with self._tx() as db:
+            fact_assessments.insert(db, run_id, step_id, vm, phase, moment or self._now(), values, self._now())
+
+    def latest_assessments(self) -> list[AssessmentRecord]:
+        """The latest assessment of every VM ever assessed (by site and platform id)."""
+        return fact_assessments.latest(self._db())
+
+    def assessments(self, vm: VmRef, limit: int = 10) -> list[AssessmentRecord]:
+        """A VM's assessments, newest first."""
+        return fact_assessments.of_vm(self._db(), vm, limit)
+
+    def latest_vm_outcomes(self, *, status: str | None = None) -> list[tuple[str, str, VmOutcome]]:
+        """(run_id, recorded_at, outcome): the latest final VM outcome per VM (site, platform id) across
+        runs; only outcomes with ``status`` when given (e.g. "succeeded" = last patched)."""
+        statuses = (status,) if status else FINAL_STATUSES
+        marks = ", ".join("?" for _ in statuses)
+        rows = self._db().execute(
+            f"SELECT o.run_id, o.recorded_at, o.outcome FROM outcomes o WHERE o.kind = 'vm' AND o.id = ("
+            f"SELECT MAX(i.id) FROM outcomes i WHERE i.kind = 'vm' AND i.site = o.site AND i.target_id = o.target_id"
+            f" AND i.status IN ({marks})) ORDER BY o.site, o.target_id",
+            statuses,
+        )
+        found = []
+        for r in rows:
+            outcome = outcome_from_json("vm", json.loads(r["outcome"]))
+            assert isinstance(outcome, VmOutcome)
+            found.append((r["run_id"], r["recorded_at"], outcome))
+        return found

@@ -45,6 +45,20 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX maintenance_by_host ON maintenance (host_site, host_id)",
         ),
     ),
+    (
+        2,
+        (
+            # What a guest had pending when it was assessed (before and after patching): the
+            # compliance report's source. severities/packages are JSON text.
+            """CREATE TABLE assessments (
+                id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, step_id TEXT NOT NULL, vm_site TEXT NOT NULL,
+                vm_id TEXT NOT NULL, vm_name TEXT NOT NULL, phase TEXT NOT NULL, taken_at TEXT NOT NULL,
+                os TEXT NOT NULL, kernel TEXT NOT NULL, pending INTEGER NOT NULL, security INTEGER NOT NULL,
+                cves INTEGER NOT NULL, severities TEXT NOT NULL, reboot_required INTEGER NOT NULL,
+                packages TEXT NOT NULL, recorded_at TEXT NOT NULL, schema_version INTEGER NOT NULL)""",
+            "CREATE INDEX assessments_by_vm ON assessments (vm_site, vm_id)",
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

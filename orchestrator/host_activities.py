@@ -4,20 +4,32 @@
   one that someone else put into maintenance is used as is and never taken out by us. Otherwise
   the intent ("entering") is recorded before the call.
 * ``host_exit_maintenance``: idempotent; exits only a host this run put into maintenance.
-* ``host_patch``: ``platform`` (HOST_PATCH), ``ssh`` (the package manager over SSH) or ``none``.
+* ``host_patch``: ``platform`` (HOST_PATCH), ``ssh`` (the package manager over SSH) or ``none``
+  (report only: the pending updates of a host that is this machine, listed read-only).
 * ``host_reboot``: records the boot time before; a re-run whose host already rebooted only verifies.
 """
 
 from __future__ import annotations
 
+import socket
+
 from temporalio import activity
 
 from orchestrator.activity_support import heartbeating, translated
 from orchestrator.context import Context
+from orchestrator.guests.apt import Apt
+from orchestrator.guests.channel import GuestChannel, LocalChannel
 from orchestrator.guests.packages import UpdateSelection
-from orchestrator.guests.patcher import GuestPatcher
+from orchestrator.guests.patcher import Assessment, GuestPatcher
 from orchestrator.messages import HostOutcomeRecord, HostPatchResult, HostTask
-from providers.base import Capability, HostPatchSpec, HostState, TransientProviderError
+from providers.base import (
+    Capability,
+    Clock,
+    HostPatchSpec,
+    HostState,
+    ProviderError,
+    TransientProviderError,
+)
 
 MAINTENANCE_TIMEOUT_S = 3600.0
 HOST_PATCH_TIMEOUT_S = 5400.0
@@ -80,9 +92,10 @@ class HostActivities:
     @translated
     def host_patch(self, task: HostTask) -> HostPatchResult:
         host, run_id, step_id = task.step.host, task.run_id, task.step.step_id
-        before = self.ctx.provider(host.site).get_host(host).build
+        info = self.ctx.provider(host.site).get_host(host)
+        before = info.build
         if task.step.patch == "none":
-            return HostPatchResult(build_before=before, build_after=before, detail="host patching disabled")
+            return self._report_only(task, info.address)
         self.ctx.facts.record_intent(
             run_id, step_id, "host_patch", target=str(host), detail={"build": before}
         )
@@ -102,6 +115,41 @@ class HostActivities:
             detail=result.detail,
         )
 
+    def _report_only(self, task: HostTask, address: str) -> HostPatchResult:
+        """``patch = "none"``: list the host's pending updates read-only; never install anything.
+
+        Only a host that is the machine we run on is assessed (through the local channel, with a
+        package-manager query that changes nothing: apt's simulation without a refresh); any other
+        host is reported as not assessed. An assessment failure is reported, it fails nothing.
+        """
+        host, run_id, step_id = task.step.host, task.run_id, task.step.step_id
+        if not is_this_machine(address or host.name):
+            note = f"report only: {address or host.name} is not this machine; pending updates not assessed"
+            return HostPatchResult(build_before="", detail=note)
+        try:
+            with heartbeating(f"assessing {host} (read-only)"):
+                assessment = host_assessment(LocalChannel(clock=self.ctx.clock), self.ctx.clock)
+        except ProviderError as exc:
+            self.ctx.log.warning("host_assessment_failed", run=run_id, host=str(host), error=str(exc))
+            return HostPatchResult(detail=f"report only: pending updates could not be listed: {exc}")
+        updates = [f"{u.name} {u.current}->{u.candidate}" for u in assessment.updates]
+        detail = {
+            "report_only": True,
+            "pending": updates,
+            "security": [u.name for u in assessment.security_updates],
+            "reboot_required": assessment.reboot_required,
+            "kernel": assessment.kernel,
+        }
+        self.ctx.facts.record_result(run_id, step_id, "host_assess", ok=True, detail=detail)
+        note = (
+            f"report only: {len(updates)} update(s) pending"
+            + (f" ({len(detail['security'])} security)" if detail["security"] else "")
+            + (", reboot pending" if assessment.reboot_required else "")
+            + (f": {', '.join(updates[:5])}{' ...' if len(updates) > 5 else ''}" if updates else "")
+        )
+        self.ctx.log.info("host_assessed", run=run_id, host=str(host), pending=len(updates))
+        return HostPatchResult(detail=note)
+
     def _platform(self, task: HostTask) -> HostPatchResult:
         provider = self.ctx.require(task.step.host.site, Capability.HOST_PATCH)
         spec = HostPatchSpec(depot_urls=self.ctx.settings.hosts.depot_urls)
@@ -114,9 +162,14 @@ class HostActivities:
         info = self.ctx.provider(task.step.host.site).get_host(task.step.host)
         channel = self.ctx.host_channel(task.step.host, info.address)
         try:
-            applied = GuestPatcher(channel, clock=self.ctx.clock).apply(
-                UpdateSelection(mode="all"), timeout=HOST_PATCH_TIMEOUT_S
-            )
+            patcher = GuestPatcher(channel, clock=self.ctx.clock)
+            # Hypervisor hosts take full upgrades (Proxmox VE: `apt dist-upgrade`, never `apt upgrade`).
+            if patcher.os_info().family == "debian":
+                patcher = GuestPatcher(channel, clock=self.ctx.clock, package_manager=Apt(full_upgrade=True))
+            pending = patcher.assess()  # refreshes the package lists first (apt-get update)
+            if not pending.updates:
+                return HostPatchResult(False, pending.reboot_required, detail="no updates pending")
+            applied = patcher.apply(UpdateSelection(mode="all"), timeout=HOST_PATCH_TIMEOUT_S)
         finally:
             channel.close()
         changed = ", ".join(f"{c.name} {c.old}->{c.new}" for c in applied.changed)
@@ -158,3 +211,17 @@ class HostActivities:
             host=str(record.outcome.host),
             status=record.outcome.status.value,
         )
+
+
+def is_this_machine(address: str) -> bool:
+    """``address`` names the machine we run on (its hostname, FQDN or a loopback name)."""
+    return address in {socket.gethostname(), socket.getfqdn(), "localhost", "127.0.0.1", "::1"}
+
+
+def host_assessment(channel: GuestChannel, clock: Clock) -> Assessment:
+    """What ``channel``'s machine has pending, without refreshing or changing anything on it
+    (apt: ``apt-get -s upgrade`` on the lists it already has)."""
+    patcher = GuestPatcher(channel, clock=clock, lock_timeout=60)
+    if patcher.os_info().family == "debian":
+        patcher = GuestPatcher(channel, clock=clock, package_manager=Apt(lock_timeout=60, refresh=False))
+    return patcher.assess()

@@ -3,11 +3,14 @@
 Failure domains one after another, hosts strictly one at a time: enter maintenance (the activity
 records intent first) -> patch -> reboot if needed/allowed -> verify -> exit maintenance, the
 last one ALWAYS (``finally``, shielded from cancellation). A failed host stops the phase.
+A *report-only* host (``patch = "none"``) is only verified (connected) and assessed read-only
+(``host_patch`` lists its pending updates); maintenance is never entered, so there is nothing to exit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -55,6 +58,8 @@ class HostPhase:
         task = HostTask(run_id=self._run_id, step=step)
         queue = site_queue(step.host.site)
         outcome = HostOutcome(step_id=step.step_id, host=step.host, status=StepStatus.RUNNING)
+        if step.patch == "none":
+            return await self._report_only(task, queue, outcome)
         try:
             outcome = await self._patch(task, queue, outcome)
         except ActivityError as err:
@@ -91,6 +96,18 @@ class HostPhase:
             build_before=patch.build_before or verified.build_before,
             build_after=verified.build_after or patch.build_after,
             rebooted=rebooted,
+        )
+
+    async def _report_only(self, task: HostTask, queue: str, outcome: HostOutcome) -> HostOutcome:
+        """Verify the host is connected and list its pending updates; change nothing on it."""
+        try:
+            verified = await call("host_verify", task, result_type=HostPatchResult, queue=queue)
+            report = await call("host_patch", task, result_type=HostPatchResult, queue=queue)
+        except ActivityError as err:
+            return replace(outcome, status=StepStatus.FAILED, error=describe(err))
+        build = verified.build_after or report.build_before
+        return replace(
+            outcome, status=StepStatus.SUCCEEDED, build_before=build, build_after=build, detail=report.detail
         )
 
     async def _exit(self, task: HostTask, queue: str) -> str:

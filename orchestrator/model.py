@@ -77,6 +77,7 @@ class VmStep:
     est_rollback_s: int  # worst-case rollback duration
     channel: str  # "agent" | "ssh" | "local"
     window: str = ""  # the group's [windows.X] name; "" = not bound to a window
+    owners: tuple[str, ...] = ()  # from the VM's owner label/tags (notifications name them "@owner")
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,8 @@ class RunRequest:
     guests: bool = True  # run the guest waves
     dry_run: bool = False
     requested_by: str = ""
+    groups: tuple[str, ...] = ()  # only VMs of these [[groups]] (a scheduled run's scope); empty = all
+    sites: tuple[str, ...] = ()  # only these sites; empty = every configured site
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,7 @@ class HostOutcome:
     error: str = ""
     started_at: str = ""
     finished_at: str = ""
+    detail: str = ""  # e.g. a report-only host: "report only: 3 updates pending (...)"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ Synchronous ones work on the providers and the fact store directly; the run oper
 from __future__ import annotations
 
 import asyncio
+import difflib
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,11 +19,12 @@ from orchestrator.config import Settings
 from orchestrator.context import Context
 from orchestrator.devserver import EngineError, probe
 from orchestrator.engine import connect
-from orchestrator.errors import ConfigChanged
+from orchestrator.errors import ConfigChanged, SelectionError
 from orchestrator.facts import FactStore, RunRecord, SnapshotRecord
 from orchestrator.messages import CleanupInput, CleanupResult, RunProgress
 from orchestrator.model import Plan, RunRequest, RunSummary, VmOutcome
 from orchestrator.planning import discover, plan_from
+from orchestrator.reconcile import Finding, Reconciler, Reconciliation, running_runs
 from orchestrator.runs import (
     RunNotFound,
     RunStatus,
@@ -34,6 +36,7 @@ from orchestrator.runs import (
 )
 from orchestrator.runs import approve as approve_run
 from orchestrator.runs import rollback as rollback_run
+from orchestrator.schedules import SyncResult, keep_in_sync
 from orchestrator.session import Session
 from providers.base import Inventory
 
@@ -91,6 +94,41 @@ def cleanup(
         }
 
 
+def report(settings: Settings, *, fmt: str = "table", now: datetime | None = None) -> str:
+    """The compliance report from the fact store, rendered as table | json | csv | html."""
+    from orchestrator.report import build_report
+    from orchestrator.report_render import render
+
+    with _facts(settings) as facts:
+        return render(build_report(facts, now or datetime.now(UTC)), fmt)
+
+
+async def doctor(
+    settings: Settings,
+    *,
+    address: str = "",
+    confirm: Callable[[Finding], bool] | None = None,
+    on_findings: Callable[[tuple[Finding, ...]], None] | None = None,
+    now: datetime | None = None,
+) -> Reconciliation:
+    """Find leftovers of dead runs (:mod:`orchestrator.reconcile`); with ``confirm``, fix each one
+    it approves (the live runs are asked of Temporal again right before every fix)."""
+    client = await _running_engine(settings, address)
+    with local_context(settings) as ctx:
+        reconciler = Reconciler(ctx, now=now or datetime.now(UTC))
+        found = tuple(await asyncio.to_thread(reconciler.scan, await running_runs(client)))
+        if on_findings is not None:
+            on_findings(found)
+        if confirm is None:
+            return Reconciliation(found)
+        fixed = []
+        for finding in found:
+            if confirm(finding):
+                live = await running_runs(client)
+                fixed.append(await asyncio.to_thread(reconciler.fix, finding, live))
+        return Reconciliation(found, tuple(fixed))
+
+
 @contextmanager
 def _facts(settings: Settings) -> Iterator[FactStore]:
     facts = FactStore(settings.state.facts_path)
@@ -129,9 +167,12 @@ async def resume(
 ) -> RunSummary:
     with _facts(settings) as facts:
         record = facts.get_run(run_id)
-        if record is None:
+        # A run killed before it was planned is in the engine only: ask it (resume_run raises
+        # RunNotFound when neither knows the run); with no engine state there is nothing to ask.
+        if record is None and not (address or settings.temporal.mode == "external"
+                                   or settings.state.temporal_db.exists()):  # fmt: skip
             raise RunNotFound(run_id)
-        if record.config_digest and record.config_digest != settings.digest:
+        if record is not None and record.config_digest and record.config_digest != settings.digest:
             raise ConfigChanged(run_id, record.config_digest, settings.digest)
     async with Session(settings, address=address) as session:
         assert session.facts is not None
@@ -143,8 +184,13 @@ async def rollback(
     settings: Settings, run_id: str, vm_names: tuple[str, ...] = (), *, address: str = ""
 ) -> tuple[VmOutcome, ...]:
     with _facts(settings) as facts:
-        if facts.get_run(run_id) is None:
+        record = facts.get_run(run_id)
+        if record is None:
             raise RunNotFound(run_id)
+    known = sorted({step.vm.name for step in record.plan().vm_steps})
+    for name in vm_names:  # an unknown name is bad input, not an empty (successful) rollback
+        if name not in known:
+            raise SelectionError(name, difflib.get_close_matches(name, known, n=3) or known[:5])
     async with Session(settings, address=address) as session:
         return await rollback_run(session.client, run_id, vm_names)
 
@@ -180,13 +226,27 @@ async def _running_engine(settings: Settings, address: str) -> Client | None:
 
 
 async def serve(
-    settings: Settings, *, address: str = "", ui: bool = False, ready: Callable[[str], None]
+    settings: Settings,
+    *,
+    address: str = "",
+    ui: bool = False,
+    ready: Callable[[str], None],
+    schedules: bool = True,
+    on_sync: Callable[[SyncResult], None] | None = None,
 ) -> None:
-    """Run the server (embedded) and the workers until SIGTERM or SIGINT."""
+    """Run the server (embedded) and the workers until SIGTERM or SIGINT; with ``schedules``, keep
+    the Temporal schedules of the windowed groups in sync with the configuration meanwhile."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with Session(settings, address=address, worker=True, ui=ui) as session:
+        syncing = (
+            asyncio.create_task(keep_in_sync(session.client, settings, stop=stop, on_sync=on_sync))
+            if schedules
+            else None
+        )
         ready(session.engine.address)
         await stop.wait()
+        if syncing is not None:
+            await syncing

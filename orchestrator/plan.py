@@ -31,6 +31,7 @@ from orchestrator.model import (
     Wave,
     WindowFit,
 )
+from orchestrator.notify_messages import owners_of
 from orchestrator.plan_selection import Selection, all_of, select_targets
 from orchestrator.plan_timeline import plan_id_of, schedule
 from providers.base import Capability, HostInfo, HostState, Inventory, PowerState, VmInfo
@@ -48,20 +49,26 @@ def make_plan(
     selection: Sequence[str] = (),
     hosts: bool = True,
     guests: bool = True,
+    groups: Sequence[str] = (),
+    sites: Sequence[str] = (),
 ) -> Plan:
     """Plan a run. ``history``: step_id -> past durations (s); ``capabilities``: site -> capabilities.
 
-    Raises :class:`~orchestrator.errors.SelectionError` when a ``selection`` name matches nothing.
+    ``groups`` / ``sites`` narrow the targets to those ``[[groups]]`` and sites (a scheduled run's
+    scope; empty = no narrowing). Raises :class:`~orchestrator.errors.SelectionError` when a
+    ``selection`` name matches nothing.
     """
     if now.tzinfo is None:
         raise ValueError("make_plan needs an aware `now` (e.g. datetime.now(UTC)); got a naive datetime")
-    inventories = sorted(inventories, key=lambda inv: inv.site)
+    inventories = sorted((i for i in inventories if not sites or i.site in sites), key=lambda inv: inv.site)
     chosen = select_targets(inventories, settings, selection)
+    if groups:
+        chosen = replace(chosen, vms=tuple(vm for vm in chosen.vms if group_of(vm, settings).name in groups))
     blocked: list[Blocker] = list(chosen.blocked)
     warnings: list[Blocker] = []
     domains: tuple[FailureDomain, ...] = ()
     if hosts:
-        domains = _host_phase(inventories, settings, chosen, capabilities, history, blocked)
+        domains = _host_phase(inventories, settings, chosen, capabilities, history, blocked, warnings)
     steps: list[VmStep] = []
     if guests:
         steps = _vm_steps(chosen.vms, settings, capabilities, history, blocked, warnings)
@@ -85,6 +92,13 @@ def make_plan(
 
 
 # ------------------------------------------------------------------------------------ hosts
+REPORT_ONLY = (
+    'report only: [hosts] patch = "none" (e.g. the hypervisor is the machine patchwave runs on, or is '
+    "patched by other means): the host is not put into maintenance, patched or rebooted; the run checks "
+    "that it is connected and lists its pending updates read-only"
+)
+
+
 def _host_phase(
     inventories: Sequence[Inventory],
     settings: Settings,
@@ -92,19 +106,22 @@ def _host_phase(
     capabilities: Mapping[str, frozenset[Capability]],
     history: Mapping[str, Sequence[float]],
     blocked: list[Blocker],
+    warnings: list[Blocker],
 ) -> tuple[FailureDomain, ...]:
+    """Host steps; with ``patch = "none"`` they are *report only* (a warning per host says so)."""
     cfg = settings.hosts
-    if not cfg.enabled or cfg.patch == "none":
+    if not cfg.enabled:
         for host in chosen.hosts:
-            why = "hosts.enabled is false" if not cfg.enabled else 'hosts.patch is "none"'
             blocked.append(
                 Blocker(
                     str(host.ref),
-                    f'{why}; set [hosts] enabled = true and patch = "platform" or "ssh" to patch hosts',
+                    'hosts.enabled is false; set [hosts] enabled = true and patch = "platform" or "ssh" '
+                    "to patch hosts",
                     "excluded",
                 )
             )
         return ()
+    report_only = cfg.patch == "none"
     _, all_hosts = all_of(inventories)
     if chosen.explicit or cfg.scope == "targets":
         wanted = {(h.ref.site, h.ref.id) for h in chosen.hosts}
@@ -120,9 +137,12 @@ def _host_phase(
             continue
         step_id = f"host:{host.ref.site}:{host.ref.id}"
         domain = host.failure_domain or host.ref.name
+        if report_only:
+            warnings.append(Blocker(str(host.ref), REPORT_ONLY, "report_only"))
         by_domain.setdefault((host.ref.site, domain), []).append(HostStep(
-            step_id=step_id, host=host.ref, failure_domain=domain, evacuate=cfg.evacuate, patch=cfg.patch,
-            reboot=cfg.reboot, est_duration_s=_estimate(history.get(step_id), cfg.default_duration_s),
+            step_id=step_id, host=host.ref, failure_domain=domain, evacuate=cfg.evacuate and not report_only,
+            patch=cfg.patch, reboot=RebootPolicy.NEVER if report_only else cfg.reboot,
+            est_duration_s=_estimate(history.get(step_id), cfg.default_duration_s),
         ))  # fmt: skip
     return tuple(
         FailureDomain(
@@ -142,6 +162,8 @@ def _host_blockers(
         ]
     if caps is None:
         return [_unknown_caps(host.ref.site)]
+    if cfg.patch == "none":
+        return []  # report only: no maintenance, patch or reboot, so no host capability is needed
     needed = [C.HOST_MAINTENANCE]
     if cfg.patch == "platform":
         needed.append(C.HOST_PATCH)
@@ -209,6 +231,7 @@ def _vm_steps(
         steps.append(VmStep(
             step_id=step_id, vm=vm.ref, group=group.name, ring=group.ring, policy=policy,
             est_duration_s=est, est_rollback_s=rollback, channel=access.channel, window=group.window,
+            owners=owners_of(vm.tags, vm.labels, settings.notifications.owner_label),
         ))  # fmt: skip
     return steps
 
@@ -240,7 +263,17 @@ def _vm_blockers(
         )
     if caps is None:
         return [*reasons, _unknown_caps(ref.site)]
-    if C.SNAPSHOT not in caps:
+    if C.SNAPSHOT in caps and C.SNAPSHOT in vm.unsupported:
+        reasons.append(
+            (
+                "capability",
+                (
+                    f"{ref} cannot be snapshotted (its platform reports no snapshots for this guest); "
+                    "patchwave never patches a guest without a snapshot — exclude it in [targets]"
+                ),
+            )
+        )
+    elif C.SNAPSHOT not in caps:
         reasons.append(
             (
                 "capability",
@@ -270,6 +303,17 @@ def _vm_blockers(
                 ),
             )
         )
+    elif channel == "agent" and C.GUEST_EXEC in vm.unsupported:
+        reasons.append(
+            (
+                "capability",
+                (
+                    f"{ref} cannot run guest-agent commands (its platform reports no agent exec for this "
+                    "guest: no guest agent configured or installed); configure and install its guest "
+                    f'agent and plan again, or set [guests.overrides."{ref.name}"] channel = "ssh"'
+                ),
+            )
+        )
     if channel == "ssh" and "{ip}" in ssh_host and not vm.ip_addresses:
         reasons.append(
             (
@@ -288,25 +332,23 @@ def _vm_policy(
 ) -> VmPolicy:
     p = group.policy
     memory, quiesce = p.snapshot_memory, p.snapshot_quiesce
-    if memory and C.SNAPSHOT_MEMORY not in caps:
+    if memory and (lacks := _lacks(vm, caps, C.SNAPSHOT_MEMORY, "snapshot memory")):
         memory = False
         warnings.append(
             Blocker(
                 str(vm.ref),
-                f"downgraded: {vm.ref} gets a disk-only snapshot (the provider of "
-                f"site {vm.ref.site!r} cannot snapshot memory); set snapshot_memory = false "
+                f"downgraded: {vm.ref} gets a disk-only snapshot ({lacks}); set snapshot_memory = false "
                 f"for group {group.name!r} to silence this",
                 "capability",
             )
         )
-    if quiesce and C.SNAPSHOT_QUIESCE not in caps:
+    if quiesce and (lacks := _lacks(vm, caps, C.SNAPSHOT_QUIESCE, "quiesce")):
         quiesce = False
         warnings.append(
             Blocker(
                 str(vm.ref),
-                f"downgraded: {vm.ref} gets a crash-consistent snapshot (the "
-                f"provider of site {vm.ref.site!r} cannot quiesce); set snapshot_quiesce = false "
-                f"for group {group.name!r} to silence this",
+                f"downgraded: {vm.ref} gets a crash-consistent snapshot ({lacks}); set snapshot_quiesce = "
+                f"false for group {group.name!r} to silence this",
                 "capability",
             )
         )
@@ -315,6 +357,15 @@ def _vm_policy(
         update_mode=p.updates, pins=p.pins, health_deadline_s=p.health_deadline_s,
         patch_timeout_s=p.patch_timeout_s,
     )  # fmt: skip
+
+
+def _lacks(vm: VmInfo, caps: frozenset[Capability], capability: Capability, verb: str) -> str:
+    """Why ``vm`` cannot use ``capability`` ("" = it can): the provider lacks it, or this guest does."""
+    if capability not in caps:
+        return f"the provider of site {vm.ref.site!r} cannot {verb}"
+    if capability in vm.unsupported:
+        return f"its platform cannot {verb} for this guest"
+    return ""
 
 
 def _window_blocker(settings: Settings, window: str, worst_case_s: int) -> str:

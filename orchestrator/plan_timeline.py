@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from orchestrator.config import Settings
 from orchestrator.model import FailureDomain, Plan, Wave, WindowFit
-from orchestrator.windows import next_window
+from orchestrator.windows import NoWindow, WindowSpec, next_admission, next_window
 
 
 def _iso(moment: datetime) -> str:
@@ -38,8 +38,8 @@ def schedule(
 
     t = now.astimezone(UTC)
     first = next((w.window for w in waves if w.window), "")
-    if waves and waves[0].window:
-        t = max(t, next_window(settings.window(waves[0].window), t)[0])
+    if waves and waves[0].window and (opening := _next(settings, waves[0].window, t)) is not None:
+        t = max(t, opening[0])
     t += timedelta(seconds=sum(step.est_duration_s for d in domains for step in d.hosts))
     placed: list[Wave] = []
     occurrences: dict[str, tuple[datetime, datetime]] = {}
@@ -49,24 +49,62 @@ def schedule(
         fits = True
         if wave.window:
             spec = settings.window(wave.window)
-            start, end = next_window(spec, t)
+            found = _next(settings, wave.window, t)
+            if found is None:  # the window never opens again: the wave cannot run
+                misfits.setdefault(wave.window, []).append(wave.wave_id)
+                placed.append(replace(wave, est_start="", est_duration_s=duration, fits=False))
+                continue
+            start, end = found
             t = max(t, start)
             occurrences.setdefault(wave.window, (start, end))
-            rollback = max(step.est_rollback_s for step in wave.vms)
-            fits = t + timedelta(seconds=duration + rollback) <= end - spec.cutoff
+            began, t, fits = _batches(spec, wave, t)
             if not fits:
                 misfits.setdefault(wave.window, []).append(wave.wave_id)
+            placed.append(replace(wave, est_start=_iso(began), est_duration_s=duration, fits=fits))
+            t += timedelta(seconds=wave.soak_s)
+            continue
         placed.append(replace(wave, est_start=_iso(t), est_duration_s=duration, fits=fits))
         t += timedelta(seconds=duration + wave.soak_s)
-    names = ([first] if first else []) + sorted(set(occurrences) - {first})
+    names = ([first] if first else []) + sorted((set(occurrences) | set(misfits)) - {first})
     return tuple(placed), tuple(
-        _fit(name, occurrences[name], settings, misfits.get(name, [])) for name in names
+        _fit(name, occurrences.get(name), settings, misfits.get(name, [])) for name in names
     )
 
 
+def _batches(spec: WindowSpec, wave: Wave, t: datetime) -> tuple[datetime, datetime, bool]:
+    """Admit the wave's batches like the workflow does: a batch starts when its slowest estimate plus
+    worst rollback fits before the cutoff, else in the next window. (first start, end, all in one window)."""
+    per = max(step.est_duration_s for step in wave.vms)
+    rollback = max(step.est_rollback_s for step in wave.vms)
+    batches = -(-len(wave.vms) // max(1, wave.concurrency))
+    first: datetime | None = None
+    fits = True
+    for _ in range(batches):
+        admitted = next_admission(spec, t, per, rollback)
+        if admitted is None:  # never fits (blocked by the planner already) or no window any more
+            return first or t, t, False
+        if first is not None and admitted > t:
+            fits = False  # this batch waits for a later window
+        elif first is None and admitted > t:
+            fits = not (t > next_window(spec, t)[0])  # the open window had no room left
+        first = first or admitted
+        t = admitted + timedelta(seconds=per)
+    return first or t, t, fits
+
+
+def _next(settings: Settings, name: str, t: datetime) -> tuple[datetime, datetime] | None:
+    try:
+        return next_window(settings.window(name), t)
+    except NoWindow:
+        return None
+
+
 def _fit(
-    name: str, occurrence: tuple[datetime, datetime], settings: Settings, misfits: list[str]
+    name: str, occurrence: tuple[datetime, datetime] | None, settings: Settings, misfits: list[str]
 ) -> WindowFit:
+    if occurrence is None:
+        return WindowFit(window=name, fits=False,
+                         note=f"window {name!r} does not open again (finished rrule or all blackout dates)")
     start, end = occurrence
     cutoff = end - settings.window(name).cutoff
     note = ""

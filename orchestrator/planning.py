@@ -26,6 +26,8 @@ def plan_from(
     selection: Sequence[str] = (),
     hosts: bool = True,
     guests: bool = True,
+    groups: Sequence[str] = (),
+    sites: Sequence[str] = (),
 ) -> Plan:
     """``make_plan`` with the fact store's duration history and the providers' capabilities."""
     step_ids = [f"vm:{inv.site}:{vm.ref.id}" for inv in inventories for vm in inv.vms]
@@ -40,4 +42,6 @@ def plan_from(
         selection=selection,
         hosts=hosts,
         guests=guests,
+        groups=groups,
+        sites=sites,
     )

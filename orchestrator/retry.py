@@ -14,12 +14,22 @@ Imported by the deterministic workflows: no I/O here, only values.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
 from providers import base
+
+#: Crash-recovery knob for tests (crash injection): ``PATCHWAVE_RECOVERY_S=N`` makes a killed
+#: worker's work come back after ~N seconds instead of 10-60 s: the workflow-task timeout and the
+#: sticky-queue timeout become N, the heartbeat timeout N (heartbeats every N/3), and activities
+#: without heartbeats get a start_to_close of at most max(15, 5 N); retries start after at most N s.
+#: Unset (0) = production values.
+RECOVERY_S = float(os.environ.get("PATCHWAVE_RECOVERY_S", "0") or 0)
+#: Workflow-task timeout for PatchRun and its children (None = the server's default, 10 s).
+WORKFLOW_TASK_TIMEOUT = timedelta(seconds=RECOVERY_S) if RECOVERY_S else None
 
 #: Error type names (``ApplicationError.type``) that must never be retried.
 NON_RETRYABLE: tuple[str, ...] = (
@@ -49,6 +59,8 @@ def temporal_policy(policy: base.RetryPolicy) -> RetryPolicy:
 
 
 def _policy(attempts: int, initial_s: float, max_s: float) -> RetryPolicy:
+    if RECOVERY_S:
+        initial_s = min(initial_s, RECOVERY_S)
     return RetryPolicy(
         initial_interval=timedelta(seconds=initial_s),
         backoff_coefficient=2.0,
@@ -97,7 +109,7 @@ class ActivityOptions:
 
 
 #: Heartbeat timeout for long activities: a dead worker is noticed within this time.
-HEARTBEAT_S = 30.0
+HEARTBEAT_S = RECOVERY_S or 30.0
 
 #: Activity name -> options. Long activities heartbeat (see ``orchestrator.activity_support``).
 ACTIVITIES: dict[str, ActivityOptions] = {
@@ -108,6 +120,9 @@ ACTIVITIES: dict[str, ActivityOptions] = {
     "finish_run": ActivityOptions("bookkeeping", 60),
     "rollback_targets": ActivityOptions("bookkeeping", 60),
     "window_slot": ActivityOptions("bookkeeping", 60),
+    # notifications: a delivery failure is a result, not an error (notify never raises for it)
+    "notify_setup": ActivityOptions("bookkeeping", 60),
+    "notify": ActivityOptions("bookkeeping", 300),
     # site queues
     "discover": ActivityOptions("api_call", 300),
     "vm_recorded_outcome": ActivityOptions("bookkeeping", 60),
@@ -118,6 +133,7 @@ ACTIVITIES: dict[str, ActivityOptions] = {
     "vm_verify_health": ActivityOptions("health", 900, HEARTBEAT_S),
     "vm_revert": ActivityOptions("api_call", 1800, HEARTBEAT_S),
     "vm_record_outcome": ActivityOptions("bookkeeping", 60),
+    "vm_assess": ActivityOptions("api_call", 900, HEARTBEAT_S),
     "host_enter_maintenance": ActivityOptions("lock_wait", 7200, HEARTBEAT_S),
     "host_patch": ActivityOptions("guest_patch", 7200, HEARTBEAT_S),
     "host_reboot": ActivityOptions("reboot_wait", 3600, HEARTBEAT_S),
@@ -135,6 +151,8 @@ TIMEOUT_MARGIN_S = 120.0
 def options(name: str, *, timeout_s: float | None = None) -> ActivityOptions:
     """The options for ``name``; ``timeout_s`` (a policy's deadline) widens start_to_close."""
     opts = ACTIVITIES[name]
+    if RECOVERY_S and opts.heartbeat_s is None:
+        opts = ActivityOptions(opts.policy, min(opts.start_to_close_s, max(15.0, 5 * RECOVERY_S)))
     if timeout_s is None:
         return opts
     return ActivityOptions(

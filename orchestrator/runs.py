@@ -20,6 +20,7 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.facts import FactStore
 from orchestrator.messages import CENTRAL_QUEUE, RollbackRequest, RunProgress
 from orchestrator.model import RunRequest, RunSummary, StepStatus, VmOutcome
+from orchestrator.retry import WORKFLOW_TASK_TIMEOUT
 from orchestrator.workflows import PatchRun, RollbackRun
 
 #: Exit codes of `run` / `resume`.
@@ -87,7 +88,12 @@ async def start_run(
     """Start PatchRun for ``request`` (workflow id = run id). A new run id is always new; only
     :func:`resume_run` starts another execution of an existing one."""
     return await client.start_workflow(
-        PatchRun.run, request, id=request.run_id, task_queue=CENTRAL_QUEUE, id_reuse_policy=reuse
+        PatchRun.run,
+        request,
+        id=request.run_id,
+        task_queue=CENTRAL_QUEUE,
+        id_reuse_policy=reuse,
+        task_timeout=WORKFLOW_TASK_TIMEOUT,
     )
 
 

@@ -60,6 +60,7 @@ class VmActivities:
             self.vm_verify_health,
             self.vm_revert,
             self.vm_record_outcome,
+            self.vm_assess,
         ]
 
     def _info(self, task: VmTask) -> VmInfo:
@@ -208,6 +209,7 @@ class VmActivities:
             selection = _selection(task)
             with heartbeating(f"assessing {vm}"):
                 assessment = patcher.assess()
+            self.ctx.facts.record_assessment(run_id, step_id, vm, assessment, phase="before")
             if not _pending(assessment, selection):
                 self.ctx.facts.record_result(
                     run_id, step_id, "patch", ok=True, detail={"installed": {}, "nothing": True}
@@ -248,6 +250,20 @@ class VmActivities:
                     already_applied=True,
                 )
         return None
+
+    @activity.defn(name="vm_assess")
+    @translated
+    def vm_assess(self, task: VmTask) -> None:
+        """What the guest has pending once its patch is done (or reverted): the compliance report's
+        "after" assessment. Read-only."""
+        vm = task.step.vm
+        channel = self.ctx.guest_channel(vm, self._info(task))
+        try:
+            with heartbeating(f"assessing {vm}"):
+                assessment = GuestPatcher(channel, clock=self.ctx.clock).assess()
+        finally:
+            channel.close()
+        self.ctx.facts.record_assessment(task.run_id, task.step.step_id, vm, assessment, phase="after")
 
     @activity.defn(name="vm_reboot")
     @translated

@@ -97,7 +97,18 @@ class VmPatch:
                 reverted = await shielded(self._reverting(task, queue, "run cancelled while patching"))
                 await shielded(self._record(task, queue, reverted))
             raise
-        return await self._record(task, queue, outcome)
+        outcome = await self._record(task, queue, outcome)
+        if outcome.status in (StepStatus.SUCCEEDED, StepStatus.ROLLED_BACK):
+            await self._assess(task, queue)
+        return outcome
+
+    async def _assess(self, task: VmTask, queue: str) -> None:
+        """Record what the guest still has pending (compliance report); never changes the outcome."""
+        self._stage = "assess"
+        try:
+            await call("vm_assess", task, queue=queue)
+        except ActivityError as err:
+            workflow.logger.warning("post-patch assessment of %s failed: %s", task.step.vm, describe(err))
 
     @property
     def _known(self) -> VmOutcome:

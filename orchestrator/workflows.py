@@ -5,8 +5,12 @@ Deterministic: no I/O, time from ``workflow.now()``, every side effect in an act
 
 PatchRun: run_setup -> discover (one activity per site, on the site's queue) -> plan_run ->
 hypervisor phase (:mod:`orchestrator.host_phase`) -> guest waves in ring order (child workflow
-``VmPatch`` per VM, ``asyncio.Semaphore(wave.concurrency)``, a global failure budget, soak timers
-and approval gates between rings) -> cleanup_expired_snapshots per site -> RunSummary.
+``VmPatch`` per VM, ``asyncio.Semaphore(wave.concurrency)``, maintenance-window admission
+(:mod:`orchestrator.window_gate`), a global failure budget, soak timers followed by a health check
+of the ring, and approval gates between rings) -> cleanup_expired_snapshots per site -> RunSummary.
+Notifications (:mod:`orchestrator.run_notices`) at plan published, window pre-notice, run started,
+VM rolled back, run finished / halted; they never change the run. A scheduled run (``run_id=""``)
+takes its workflow id as run id.
 
 Why the planner runs in an activity (``plan_run``) and not inline: ``make_plan`` is pure, but its
 inputs are not workflow data — the worker's settings (which hold resolved secrets that must never
@@ -19,6 +23,7 @@ A resumed execution (same run id) reuses the plan recorded in the fact store.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 
 from temporalio import workflow
@@ -52,7 +57,9 @@ with workflow.unsafe.imports_passed_through():
         VmStep,
         Wave,
     )
-    from orchestrator.vm_workflow import VmPatch
+    from orchestrator.retry import WORKFLOW_TASK_TIMEOUT
+    from orchestrator.run_notices import RunNotices
+    from orchestrator.vm_workflow import VmPatch, check_health
     from orchestrator.window_gate import WindowGate
     from providers.base import Inventory
 
@@ -73,7 +80,9 @@ class PatchRun:
         self._waiting_for = ""
         self._soak_until = ""
         self._window_until = ""
-        self._gate = WindowGate(self._waiting_for_window)
+        self._paused = ""  # why the run is paused for a window ("" = not paused)
+        self._notices = RunNotices()
+        self._gate = WindowGate(self._waiting_for_window, self._notices.prenotice_wait)
         self._approved: set[str] = set()
         self._approve_next = False
         self._vms: dict[str, VmProgress] = {}
@@ -120,6 +129,8 @@ class PatchRun:
 
     @workflow.run
     async def run(self, request: RunRequest) -> RunSummary:
+        if not request.run_id:  # a scheduled run: the workflow id (schedule id + scheduled time)
+            request = replace(request, run_id=workflow.info().workflow_id)
         self._run_id = request.run_id
         try:
             return await self._run(request)
@@ -128,6 +139,8 @@ class PatchRun:
             await call(
                 "set_run_status", RunStatusUpdate(request.run_id, "failed", reason), queue=CENTRAL_QUEUE
             )
+            failed = RunSummary(run_id=request.run_id, status="failed", halted_reason=f"run failed: {reason}")
+            await self._notices.send("run_halted", summary=failed)
             raise ApplicationError(f"run {request.run_id} failed: {reason}", non_retryable=True) from err
         except asyncio.CancelledError:
             update = RunStatusUpdate(request.run_id, "cancelled", f"cancelled in phase {self._phase}")
@@ -138,7 +151,10 @@ class PatchRun:
         setup = await call("run_setup", request, result_type=RunSetup, queue=CENTRAL_QUEUE)
         plan = setup.plan or await self._make_plan(request, setup)
         self._start_progress(plan, setup)
+        await self._notices.start(request.run_id)
+        await self._notices.send("plan_published")
         await call("set_run_status", RunStatusUpdate(request.run_id, "running"), queue=CENTRAL_QUEUE)
+        await self._notices.send("run_started", requested_by=request.requested_by or "-")
         if request.dry_run:
             self._skip_remaining("dry run: nothing was changed")
         if request.hosts and not request.dry_run and plan.host_phase:
@@ -188,6 +204,9 @@ class PatchRun:
                 continue
             if wave.soak_s > 0:
                 await self._soak(wave.soak_s)
+                await self._check_ring(wave.ring)
+            if self._halted:
+                continue
             if wave.approval:
                 await self._await_approval(wave.ring)
         self._phase = "guests-done"
@@ -199,13 +218,18 @@ class PatchRun:
             async with slots:
                 if step.step_id in self._outcomes:
                     return
-                if wave.window and not self._halted:
-                    await self._gate.admit(wave.window, step)
+                if wave.window and not self._halted and not await self._gate.admit(wave.window, step):
+                    self._skip(step.step_id, f"not attempted: window {wave.window!r} does not open again")
+                    return
                 if self._halted:
                     self._skip(step.step_id, f"not attempted: {self._halted}")
                     return
                 self._vms[step.step_id] = _with_status(self._vms[step.step_id], StepStatus.RUNNING)
-                self._record(await self._patch_vm(step))
+                outcome = await self._patch_vm(step)
+                self._record(outcome)
+                if outcome.status is StepStatus.ROLLED_BACK:
+                    await self._notices.send("vm_rolled_back", key=f"vm_rolled_back:{step.step_id}",
+                                             step_id=step.step_id, outcome=outcome)  # fmt: skip
 
         await asyncio.gather(*(one(step) for step in wave.vms))
 
@@ -219,6 +243,7 @@ class PatchRun:
                 id=child_id(self._run_id, step.step_id),
                 task_queue=CENTRAL_QUEUE,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                task_timeout=WORKFLOW_TASK_TIMEOUT,
             )
         except ChildWorkflowError as err:
             return VmOutcome(
@@ -249,9 +274,32 @@ class PatchRun:
             if progress.status is StepStatus.PENDING and step_id not in self._outcomes:
                 self._skip(step_id, reason)
 
-    def _waiting_for_window(self, window: str, until: str) -> None:
+    async def _waiting_for_window(self, window: str, until: str) -> None:
+        """The gate waits (the run is paused: VMs in flight finish, no new one starts) or admits."""
         self._window_until = f"{window} until {until}" if window else ""
         self._phase = "window" if window else "guests"
+        why = f"waiting for maintenance window {window!r} until {until}" if window else ""
+        if why == self._paused:
+            return
+        self._paused = why
+        update = RunStatusUpdate(self._run_id, "paused", why) if why else RunStatusUpdate(self._run_id, "running")
+        await call("set_run_status", update, queue=CENTRAL_QUEUE)
+
+    async def _check_ring(self, ring: str) -> None:
+        """Promotion is gated on health: after the soak, the ring's patched VMs must still be healthy."""
+        self._phase = "ring-health"
+        patched = [self._steps[i] for i, o in self._outcomes.items()
+                   if o.status is StepStatus.SUCCEEDED and self._steps[i].ring == ring]  # fmt: skip
+        reports = await asyncio.gather(*(
+            check_health("vm_verify_health", VmTask(self._run_id, step, ""), site_queue(step.vm.site),
+                         deadline_s=step.policy.health_deadline_s)
+            for step in patched
+        ))  # fmt: skip
+        sick = [f"{step.vm.name}: {'health check could not run' if r is None else r.failures}"
+                for step, r in zip(patched, reports, strict=True) if r is None or not r.ok]  # fmt: skip
+        if sick and not self._halted:
+            self._halted = f"ring {ring!r} is unhealthy after its soak ({'; '.join(sick)}); not promoted"
+        self._phase = "guests"
 
     async def _soak(self, seconds: int) -> None:
         self._phase = "soak"
@@ -304,6 +352,7 @@ class PatchRun:
             halted_reason=self._halted,
         )
         await call("finish_run", summary, queue=CENTRAL_QUEUE)
+        await self._notices.send("run_halted" if self._halted else "run_finished", summary=summary)
         return summary
 
 

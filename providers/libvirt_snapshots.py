@@ -12,6 +12,11 @@ the snapshot is disk-only whatever ``memory`` says. ``quiesce`` is refused by th
 ``revert`` passes ``REVERT_RUNNING``/``REVERT_PAUSED`` for snapshots taken running/paused and adds
 ``REVERT_FORCE`` only when libvirt answers ``VIR_ERR_SNAPSHOT_REVERT_RISKY``. A name that exists is
 never replaced (``snapshot_exists``).
+After reverting to a *running* state the guest clock is where it was when the snapshot was taken
+(GUEST-LAB pitfall 9: TLS, signed repositories, timers); ``revert`` then sets it to now through the
+guest agent (``virDomainSetTime``, qemu-ga ``guest-set-time``), waiting up to
+:data:`CLOCK_SYNC_TIMEOUT_S` for the agent to answer. A guest without an agent is left as it is
+(logged), the revert itself has succeeded.
 """
 
 from __future__ import annotations
@@ -20,11 +25,14 @@ from typing import Any
 
 import structlog
 
-from providers.base import OperationRefused, SnapshotInfo, VmRef
+from providers.base import OperationRefused, ProviderTimeout, SnapshotInfo, VmRef, wait_until
 from providers.libvirt_connection import LibvirtSession
 from providers.libvirt_xml import parse_snapshot, snapshot_state, snapshot_xml
 
 log = structlog.get_logger("patchwave.providers.libvirt")
+
+#: How long ``revert`` waits for the guest agent to set the clock after a live revert.
+CLOCK_SYNC_TIMEOUT_S = 15.0
 
 
 class DomainSnapshots:
@@ -94,6 +102,37 @@ class DomainSnapshots:
 
         self._session.write_domain("revert_snapshot", vm, revert)
         log.info("snapshot_reverted", site=self._session.site, vm=vm.name, snapshot=snapshot_id)
+        if self._session.read_domain("revert_snapshot", vm, lambda dom: dom.isActive()):
+            self._sync_clock(vm)
+
+    def _sync_clock(self, vm: VmRef) -> None:
+        """Set the guest clock to now through the agent (best effort, bounded)."""
+        lv, clock = self._lv, self._session.clock
+
+        waiting = {getattr(lv, name, -1) for name in ("VIR_ERR_AGENT_UNRESPONSIVE", "VIR_ERR_AGENT_UNSYNCED")}
+
+        def set_time(dom: Any) -> str | None:
+            now = clock.now().timestamp()
+            try:
+                dom.setTime({"seconds": int(now), "nseconds": int((now % 1) * 1e9)}, 0)
+            except lv.libvirtError as exc:
+                if exc.get_error_code() in waiting:
+                    return None  # the agent is not back yet: try again
+                return f"not supported here: {exc.get_error_message()}"  # no agent, test driver...
+            return "set"
+
+        try:
+            result = wait_until(
+                lambda: self._session.write_domain("set_guest_time", vm, set_time),
+                timeout=CLOCK_SYNC_TIMEOUT_S,
+                interval=0.5,
+                what=f"the guest agent of {vm.name} to set its clock",
+                clock=clock,
+            )
+        except ProviderTimeout:
+            log.warning("guest_clock_not_set_after_revert", site=self._session.site, vm=vm.name)
+            return
+        log.info("guest_clock_after_revert", site=self._session.site, vm=vm.name, result=result)
 
     def delete(self, vm: VmRef, snapshot_id: str) -> None:
         self._session.write_domain(

@@ -221,7 +221,7 @@ class Session:
             )
             content = si.RetrieveContent()
         except Exception as exc:
-            _reraise(exc, s.host)
+            _reraise(exc, f"{s.host}:{s.port}")  # the port too: "connection refused" must name it
             raise
         with self._lock:
             self._si, self._content = si, content

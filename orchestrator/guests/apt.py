@@ -61,9 +61,18 @@ def is_security_origin(origin: str) -> bool:
 class Apt:
     name = "apt"
 
-    def __init__(self, *, lock_timeout: float = 600, refresh: bool = True) -> None:
+    def __init__(
+        self, *, lock_timeout: float = 600, refresh: bool = True, full_upgrade: bool = False
+    ) -> None:
         self.lock_timeout = int(lock_timeout)
         self.refresh = refresh
+        # ``dist-upgrade`` instead of ``upgrade --with-new-pkgs`` for "all": what hypervisor hosts need
+        # (Proxmox VE: never `apt upgrade`), as it may also remove packages that block an upgrade.
+        self.full_upgrade = full_upgrade
+
+    @property
+    def _upgrade(self) -> str:
+        return "dist-upgrade" if self.full_upgrade else "upgrade --with-new-pkgs"
 
     # -- builders -------------------------------------------------------------------------
 
@@ -74,7 +83,7 @@ class Apt:
         )
 
     def list_updates_command(self) -> str:
-        simulate = "apt-get -q -s upgrade --with-new-pkgs"
+        simulate = f"apt-get -q -s {self._upgrade}"
         if not self.refresh:
             return simulate
         return f"export DEBIAN_FRONTEND=noninteractive; {self._apt_get()} update >&2 || exit $?; {simulate}"
@@ -82,7 +91,7 @@ class Apt:
     def apply_command(self, selection: UpdateSelection) -> str:
         base = f"export DEBIAN_FRONTEND=noninteractive; {self._apt_get()} -y"
         if selection.mode == "all":
-            return f"{base} upgrade --with-new-pkgs"
+            return f"{base} {self._upgrade}"
         if selection.mode == "security":
             return (
                 f"pw_pins=$(apt-get -q -s upgrade --with-new-pkgs | {_AWK_SECURITY_PINS}) || exit $?; "

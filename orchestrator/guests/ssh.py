@@ -13,6 +13,7 @@ a command whose session died while it ran is not re-run (the caller decides: it 
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import shlex
@@ -34,6 +35,11 @@ from providers.base import (
 
 from .channel import GUEST_ENV, MAX_OUTPUT_BYTES
 from .errors import GuestUnreachable, HostKeyRejected
+
+# paramiko logs every failed handshake (e.g. a rebooting guest whose forwarded port accepts but sends
+# no banner) with a traceback; without a handler Python prints it to stderr. We raise typed errors
+# instead, so paramiko's records only go where the application's logging sends them.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 _ENV_PREFIX = "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in GUEST_ENV.items()) + "; "
 

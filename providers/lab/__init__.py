@@ -8,7 +8,17 @@ see :mod:`providers.lab.lab`. Modules: ``image`` (mmdebstrap build, cached by co
 """
 
 from providers.lab.errors import LabError
-from providers.lab.lab import down, health_ok, publish, ssh_answers, ssh_client, status, up
+from providers.lab.lab import (
+    down,
+    health_ok,
+    installed_version,
+    publish,
+    ssh_answers,
+    ssh_client,
+    ssh_run,
+    status,
+    up,
+)
 from providers.lab.state import LabGuest, LabState, load
 
 __all__ = [
@@ -17,10 +27,12 @@ __all__ = [
     "LabState",
     "down",
     "health_ok",
+    "installed_version",
     "load",
     "publish",
     "ssh_answers",
     "ssh_client",
+    "ssh_run",
     "status",
     "up",
 ]

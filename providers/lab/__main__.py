@@ -33,8 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--uri", default=lab.DEFAULT_URI)
     sub.add_parser("down", help="remove the guests, stop the repo server, delete overlays")
     sub.add_parser("status", help="print lab.json plus live checks as JSON")
-    publish = sub.add_parser("publish", help="choose the update the repo offers")
+    publish = sub.add_parser("publish", help="choose the update the repo offers (all guests, or one)")
     publish.add_argument("update", choices=sorted(repo.UPDATES))
+    publish.add_argument("--guest", help="only this guest's view (e.g. pw-lab-2)")
     return parser
 
 
@@ -56,8 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(report, indent=2))
             return 0 if report["up"] else 1
         else:
-            state = lab.publish(args.state_dir, args.update)
-            print(json.dumps({"published": state.published, "version": state.updates[state.published]}))
+            state = lab.publish(args.state_dir, args.update, args.guest)
+            print(json.dumps({"views": state.views, "version": state.updates[args.update]}))
     except ProviderError as exc:
         print(f"lab error: {exc}", file=sys.stderr)
         return 1

@@ -3,10 +3,12 @@
 ``up(state_dir, guests)`` builds (or takes from the cache) the guest image, builds the apt repo
 and starts its server as a detached process, creates any missing golden state (one cold boot per
 guest slot, one after another), restores the guests ``pw-lab-1..n`` from them, and for each guest:
-sets the clock, installs a fresh SSH host key and points apt at the live repo port (both through
-the guest agent), records the host key it read back in ``known_hosts``, and waits until SSH (with
+sets the clock, installs a fresh SSH host key and points apt at its own view of the live repo
+(``/views/<guest>/``; both through the guest agent), records the host key it read back in ``known_hosts``, and waits until SSH (with
 host-key checking) and demo-app's ``/health`` answer. Everything a consumer needs is in
-``<state_dir>/lab/lab.json`` (see :mod:`providers.lab.state`).
+``<state_dir>/lab/lab.json`` (see :mod:`providers.lab.state`). ``publish(state_dir, update,
+guest=None)`` chooses the update one guest (or every guest) is offered, so one rollout can have a
+guest whose update is good and one whose update breaks it.
 
 One lab per host: guest names are fixed, and ``up`` refuses to touch a ``pw-lab-*`` domain that
 another state dir owns. ``up`` replaces a lab already running in the same state dir.
@@ -38,7 +40,8 @@ SSH_USER = "root"
 FORWARD_HOST = "127.0.0.1"
 READY_TIMEOUT = 60.0
 
-# Run through the agent with the new host key on stdin and the repo port as $1; prints the public key.
+# Run through the agent with the new host key on stdin and the guest's repo view URL as $1; prints
+# the public key.
 _PREPARE_GUEST = """\
 set -eu
 umask 077
@@ -48,7 +51,7 @@ ssh-keygen -y -f $k.new > $k.pub.new
 chmod 644 $k.pub.new
 mv $k.new $k
 mv $k.pub.new $k.pub
-echo "deb [trusted=yes] http://10.0.2.2:$1/ ./" > /etc/apt/sources.list
+echo "deb [trusted=yes] $1 ./" > /etc/apt/sources.list
 kill -HUP "$(cat /run/sshd.pid)"  # re-exec with the new key (skips systemctl + sshd -t)
 cat $k.pub
 """
@@ -71,7 +74,7 @@ def up(state_dir: Path, guests: int = 2, *, uri: str = DEFAULT_URI, cache: Path 
         (root / sub).mkdir(parents=True, exist_ok=True)
     img = image.ensure_image(cache)
     image_s = time.monotonic() - started
-    repo.build_repo(root / "repo")
+    repo.build_repo(root / "repo", [f"{NAME_PREFIX}{i}" for i in range(1, guests + 1)])
     server = repo.start_server(root / "repo", root / "logs" / "repo-server.log")
     state = LabState(
         state_dir=str(Path(state_dir).resolve()),
@@ -82,7 +85,8 @@ def up(state_dir: Path, guests: int = 2, *, uri: str = DEFAULT_URI, cache: Path 
         repo_pid=server.pid,
         repo_dir=str(root / "repo"),
         repo_url_in_guest=f"http://10.0.2.2:{server.port}/",
-        published=repo.published(root / "repo"),
+        published="none",
+        views=repo.published(root / "repo"),
         updates={name: spec.version if spec else None for name, spec in repo.UPDATES.items()},
         image_key=img.key,
         kernel_version=img.kernel_version,
@@ -169,7 +173,8 @@ def _start_guest(conn: Any, golden: domain.Golden, spec: domain.GuestSpec, state
     phase("agent")
     agent.set_time(dom)
     phase("set_time")
-    host_key = _prepare_guest(dom, state.repo_port)
+    repo_url = state.repo_url_in_guest.rstrip("/") + repo.view_path(spec.name)
+    host_key = _prepare_guest(dom, repo_url)
     phase("prepare")
     with open(state.known_hosts, "a") as fh:
         fh.write(f"[{FORWARD_HOST}]:{spec.ssh_port} {host_key}\n")
@@ -187,6 +192,7 @@ def _start_guest(conn: Any, golden: domain.Golden, spec: domain.GuestSpec, state
         console_log=str(spec.console_log),
         tags=spec.tags,
         labels=dict(spec.labels),
+        repo_url=repo_url,
     )
     wait_until(lambda: ssh_answers(guest), timeout=READY_TIMEOUT, interval=0.2, what=f"ssh on {guest.name}")
     phase("ssh")
@@ -198,11 +204,11 @@ def _start_guest(conn: Any, golden: domain.Golden, spec: domain.GuestSpec, state
     return guest
 
 
-def _prepare_guest(dom: Any, repo_port: int) -> str:
-    """Install a fresh host key and the repo port; return the host key the guest now serves."""
+def _prepare_guest(dom: Any, repo_url: str) -> str:
+    """Install a fresh host key and the guest's apt source; return the host key the guest now serves."""
     private, public = keys.generate_ed25519(dom.name())
     result = agent.agent_exec(
-        dom, ["sh", "-c", _PREPARE_GUEST, "prepare", str(repo_port)], stdin=private, timeout=30
+        dom, ["sh", "-c", _PREPARE_GUEST, "prepare", repo_url], stdin=private, timeout=30
     )
     served = " ".join(result.stdout.split()[:2])
     if not result.ok or served != " ".join(public.decode().split()[:2]):
@@ -242,6 +248,26 @@ def ssh_client(guest: LabGuest, *, timeout: float = 10.0) -> Any:
         look_for_keys=False,
     )
     return client
+
+
+def ssh_run(guest: LabGuest, command: str, *, timeout: float = 240) -> tuple[int, str]:
+    """Run ``command`` over SSH (host key checked against the lab's known_hosts): (exit, output)."""
+    client = ssh_client(guest)
+    try:
+        channel = client.get_transport().open_session()
+        channel.set_combine_stderr(True)
+        channel.settimeout(timeout)
+        channel.exec_command("export DEBIAN_FRONTEND=noninteractive LC_ALL=C; " + command)
+        output = b"".join(iter(lambda: channel.recv(65536), b"")).decode(errors="replace")
+        return channel.recv_exit_status(), output
+    finally:
+        client.close()
+
+
+def installed_version(guest: LabGuest, package: str = repo.PACKAGE) -> str:
+    """The version of ``package`` dpkg has installed in ``guest`` ("" when it has none)."""
+    code, output = ssh_run(guest, f"dpkg-query -W -f '${{Version}}' {package}", timeout=60)
+    return output.strip() if code == 0 else ""
 
 
 def ssh_answers(guest: LabGuest) -> bool:
@@ -284,13 +310,18 @@ def health_ok(guest: LabGuest) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def publish(state_dir: Path, update: str) -> LabState:
-    """Offer ``update`` (``none`` | ``good`` | ``breaking``) from the running repo."""
+def publish(state_dir: Path, update: str, guest: str | None = None) -> LabState:
+    """Offer ``update`` (``none`` | ``good`` | ``breaking``) to ``guest``, or to every guest."""
     state = load(state_dir)
-    repo.publish(Path(state.repo_dir), update)
-    state = replace(state, published=update)
+    names = [state.guest(guest).name] if guest else [g.name for g in state.guests]
+    repo.publish(Path(state.repo_dir), update, names)
+    state = replace(
+        state,
+        published=update if guest is None else state.published,
+        views={**state.views, **dict.fromkeys(names, update)},
+    )
     save(state)
-    log.info("lab_update_published", update=update, version=state.updates[update])
+    log.info("lab_update_published", update=update, version=state.updates[update], guests=names)
     return state
 
 
@@ -311,6 +342,7 @@ def status(state_dir: Path) -> dict[str, Any]:
         "state_file": str(state_file(state_dir)),
         "repo_server": server,
         "published": state.published,
+        "views": repo.published(Path(state.repo_dir)),
         "guests": guests,
         "state": json.loads(state.to_json()),
     }

@@ -9,11 +9,13 @@ Three versions of ``demo-app`` are built with ``dpkg-deb`` (byte-reproducible: f
   ``/var/run/reboot-required`` (and lists itself in ``reboot-required.pkgs``).
 * ``1.2`` — the **breaking** update: it drops ``/health``, so the check answers 404.
 
-Which update is *available* is chosen by publishing a view: ``views/<update>/`` holds ``1.0`` plus
-the update's package (``none`` holds ``1.0`` only) and its ``Packages``/``Packages.gz`` index.
-The server serves the symlink ``www``, which :func:`publish` swaps atomically, so a guest's next
-``apt-get update`` sees exactly the published set. The guest's only apt source is
-``deb [trusted=yes] http://10.0.2.2:<port>/ ./`` (slirp maps 10.0.2.2 to the host's loopback).
+Which update a guest *sees* is chosen per guest: ``updates/<update>/`` holds ``1.0`` plus the
+update's package (``none`` holds ``1.0`` only) and its ``Packages``/``Packages.gz`` index. The
+server serves ``www/``, where ``www/views/<guest>`` is a symlink to one of those update directories;
+:func:`publish` swaps a guest's symlink atomically, so that guest's next ``apt-get update`` sees
+exactly the published set, while another guest can be offered a different update in the same
+rollout. A guest's only apt source is ``deb [trusted=yes] http://10.0.2.2:<port>/views/<guest>/ ./``
+(slirp maps 10.0.2.2 to the host's loopback).
 
 The server runs detached (``python -m providers.lab.repo serve ...``) so it outlives ``lab up``.
 It ignores ``If-Modified-Since``: views are built in the same second, and a 304 would let apt
@@ -159,20 +161,27 @@ Description: patchwave lab demo service
     return target
 
 
-def build_repo(repo_dir: Path, initial: str = "none") -> Path:
-    """Build all packages and one view per update under ``repo_dir``; publish ``initial``."""
+def build_repo(repo_dir: Path, guests: Sequence[str], initial: str = "none") -> Path:
+    """Build all packages, one directory per update, and a view per guest publishing ``initial``."""
     debs = repo_dir / "debs"
     built = {spec.version: build_deb(spec, debs) for spec in [BASE, *filter(None, UPDATES.values())]}
     for update, spec in UPDATES.items():
-        view = repo_dir / "views" / update
-        if view.exists():
-            shutil.rmtree(view)
-        view.mkdir(parents=True)
+        target = repo_dir / "updates" / update
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
         for version in [BASE.version] + ([spec.version] if spec else []):
-            os.link(built[version], view / deb_name(version))
-        _index(view)
-    publish(repo_dir, initial)
+            os.link(built[version], target / deb_name(version))
+        _index(target)
+    shutil.rmtree(repo_dir / "www", ignore_errors=True)
+    (repo_dir / "www" / "views").mkdir(parents=True)
+    publish(repo_dir, initial, guests)
     return repo_dir
+
+
+def view_path(guest: str) -> str:
+    """The URL path of ``guest``'s view on the repo server."""
+    return f"/views/{guest}/"
 
 
 def _index(view: Path) -> None:
@@ -182,22 +191,32 @@ def _index(view: Path) -> None:
         fh.write(packages.encode())
 
 
-def publish(repo_dir: Path, update: str) -> None:
-    """Make ``update`` (a key of :data:`UPDATES`) the set the server offers. Atomic."""
+def publish(repo_dir: Path, update: str, guests: Sequence[str]) -> None:
+    """Offer ``update`` (a key of :data:`UPDATES`) to each of ``guests``. Atomic per guest."""
     if update not in UPDATES:
         raise LabError(f"unknown update {update!r}; use one of: {', '.join(UPDATES)}", code="bad_update")
-    view = repo_dir / "views" / update
-    if not view.is_dir():
-        raise LabError(f"repo view {view} is missing; run `lab up` first", code="not_found")
-    tmp = repo_dir / f".www.{os.getpid()}"
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(Path("views") / update)
-    os.replace(tmp, repo_dir / "www")
+    if not (repo_dir / "updates" / update).is_dir() or not (repo_dir / "www" / "views").is_dir():
+        raise LabError(f"repo {repo_dir} is incomplete; run `lab up` first", code="not_found")
+    for guest in guests:
+        if not guest or "/" in guest or guest.startswith("."):
+            raise LabError(f"bad guest name {guest!r}", code="bad_argument")
+        link = repo_dir / "www" / "views" / guest
+        tmp = link.with_name(f".{guest}.{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(Path("..", "..", "updates", update))
+        os.replace(tmp, link)
 
 
-def published(repo_dir: Path) -> str:
-    link = repo_dir / "www"
-    return Path(os.readlink(link)).name if link.is_symlink() else ""
+def published(repo_dir: Path) -> dict[str, str]:
+    """guest -> the update its view offers now."""
+    views = repo_dir / "www" / "views"
+    if not views.is_dir():
+        return {}
+    return {
+        link.name: Path(os.readlink(link)).name
+        for link in sorted(views.iterdir())
+        if link.is_symlink() and not link.name.startswith(".")
+    }
 
 
 # --------------------------------------------------------------------------------------------

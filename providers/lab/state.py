@@ -2,10 +2,12 @@
 
 ``lab.json`` (schema 1) is :class:`LabState` as JSON: the libvirt URI, root's SSH key, the
 ``known_hosts`` file (one ``[127.0.0.1]:<port>`` line per guest, the host key read back through the
-agent), the repo server (port, pid, directory, URL as seen from a guest, the published update and
-the update -> version table), the image key, and per guest (:class:`LabGuest`): name, UUID, the
-forwarded SSH and health ports on 127.0.0.1, the health URL, user, key and known_hosts paths, the
-overlay disk, the console log, tags and labels. ``timings`` holds the seconds ``up`` spent.
+agent), the repo server (port, pid, directory, base URL as seen from a guest, the update last
+published to every guest, ``views``: the update each guest's view offers now, and the update ->
+version table), the image key, and per guest (:class:`LabGuest`): name, UUID, the forwarded SSH and
+health ports on 127.0.0.1, the health URL, user, key and known_hosts paths, the overlay disk, the
+console log, tags, labels and ``repo_url`` (its own view, its only apt source). ``timings`` holds the
+seconds ``up`` spent. Fields added later have defaults, so older files still load.
 
 ``guests.toml`` holds one ``[overrides."pw-lab-N"]`` table per guest (``channel = "ssh"`` and the
 forwarded port), the format of the orchestrator's ``[guests] overrides_file`` (config/lab.toml).
@@ -38,6 +40,7 @@ class LabGuest:
     console_log: str
     tags: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
+    repo_url: str = ""  # this guest's view of the repo (its apt source), as seen from the guest
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,7 @@ class LabState:
     timings: dict[str, float]
     created_at: str
     schema_version: int = SCHEMA_VERSION
+    views: dict[str, str] = field(default_factory=dict)  # guest -> the update its view offers
 
     def guest(self, name: str) -> LabGuest:
         for guest in self.guests:

@@ -65,24 +65,13 @@ def conn(lab_state: LabState) -> Iterator[object]:
     connection.close()
 
 
-def ssh_run(guest: LabGuest, command: str, *, timeout: float = 240) -> tuple[int, str]:
-    """Run ``command`` over SSH (host key checked against the lab's known_hosts); (exit, output)."""
-    client = lab.ssh_client(guest)
-    try:
-        channel = client.get_transport().open_session()
-        channel.set_combine_stderr(True)
-        channel.settimeout(timeout)
-        channel.exec_command("export DEBIAN_FRONTEND=noninteractive LC_ALL=C; " + command)
-        output = b"".join(iter(lambda: channel.recv(65536), b"")).decode(errors="replace")
-        return channel.recv_exit_status(), output
-    finally:
-        client.close()
+ssh_run = lab.ssh_run
 
 
 def installed_version(guest: LabGuest) -> str:
-    code, output = ssh_run(guest, "dpkg-query -W -f '${Version}' demo-app")
-    assert code == 0, output
-    return output.strip()
+    version = lab.installed_version(guest)
+    assert version, f"demo-app is not installed in {guest.name}"
+    return version
 
 
 def test_guests_answer_the_agent_and_ssh_with_host_key_checking(lab_state: LabState, conn) -> None:
@@ -194,7 +183,26 @@ def test_a_guest_rebooted_through_its_agent_comes_back_with_ssh_and_health(lab_s
     _timing("reboot through the agent -> agent, health and ssh back", started)
     code, output = ssh_run(guest, "test ! -e /var/run/reboot-required && cat /etc/apt/sources.list")
     assert code == 0, output  # /run is fresh; the host key (checked by ssh_run) and apt source persist
-    assert output.strip() == f"deb [trusted=yes] {lab_state.repo_url_in_guest} ./"
+    assert output.strip() == f"deb [trusted=yes] {guest.repo_url} ./"
+    assert guest.repo_url == f"{lab_state.repo_url_in_guest}views/{guest.name}/"
+
+
+def test_each_guest_is_offered_the_update_published_to_its_own_view(lab_state: LabState) -> None:
+    first, second = lab_state.guests
+    state_dir = Path(lab_state.state_dir)
+    try:
+        lab.publish(state_dir, "good", guest=first.name)
+        state = lab.publish(state_dir, "breaking", guest=second.name)
+        assert state.views == {first.name: "good", second.name: "breaking"}
+        candidate = (
+            "apt-get -q update >/dev/null 2>&1 && apt-cache policy demo-app | sed -n 's/ *Candidate: //p'"
+        )
+        assert [ssh_run(g, candidate) for g in (first, second)] == [(0, "1.1\n"), (0, "1.2\n")]
+        lab.publish(state_dir, "none")  # every guest again
+        assert lab.status(state_dir)["views"] == {first.name: "none", second.name: "none"}
+        assert ssh_run(first, candidate) == (0, "1.0\n")
+    finally:
+        lab.publish(state_dir, "none")
 
 
 def _known_key(state: LabState, guest: LabGuest) -> str:

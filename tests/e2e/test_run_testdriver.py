@@ -183,8 +183,8 @@ def test_the_cli_exits_3_when_the_failure_budget_halts_the_run(tmp_path: Path) -
     assert bed.guests["pw-web-1"].patches() == []
 
 
-def test_patchwave_demo_runs_the_main_job_on_the_embedded_default(tmp_path: Path) -> None:
-    done = cli("demo", cwd=tmp_path)
+def test_patchwave_demo_testdriver_runs_a_rollout_on_the_embedded_default(tmp_path: Path) -> None:
+    done = cli("demo", "--testdriver", cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert ": succeeded" in done.stdout and "test/test" in done.stdout
     assert "(removed)" in done.stderr

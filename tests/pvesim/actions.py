@@ -104,6 +104,7 @@ def snapshot_create(
     def finish() -> int:
         guest.snapshots[name].snapstate = None
         guest.parent, guest.lock = name, None
+        cl.record("snapshot_created", guest.sid, vmid=guest.vmid, name=guest.name, snapshot=name)
         return 0
 
     def undo() -> None:
@@ -131,6 +132,7 @@ def snapshot_rollback(cl: Cluster, guest: Guest, name: str, start: bool, auth: A
         snap = guest.snapshots[name]
         guest.parent, guest.lock = name, None
         guest.files = dict(snap.files)
+        cl.record("snapshot_rolled_back", guest.sid, vmid=guest.vmid, name=guest.name, snapshot=name)
         if snap.vmstate:
             start_guest(cl, guest, from_ram=True)
         elif start:
@@ -327,6 +329,7 @@ def apt_upgrade(cl: Cluster, node_name: str) -> list[str]:
         installed, candidate = versions
         if installed == candidate:
             continue
+        lines.append(f"Unpacking {name} ({candidate}) over ({installed}) ...")
         lines.append(f"Setting up {name} ({candidate}) ...")
         versions[0] = candidate
         if name.startswith("proxmox-kernel-"):

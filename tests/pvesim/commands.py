@@ -8,6 +8,8 @@ whose ``match`` is a substring of the whole command line wins.
 
 from __future__ import annotations
 
+import fnmatch
+
 from tests.pvesim import actions
 from tests.pvesim.shell import Outcome, Shell, common_program, run_script
 from tests.pvesim.state import DEBIAN_OS_RELEASE, ApiError, Cluster, Guest
@@ -43,6 +45,10 @@ def _guest_program(guest: Guest, argv: list[str], shell: Shell, stdin: str) -> O
     return Outcome(127, stderr=f"sh: 1: {argv[0]}: not found\n")
 
 
+#: apt-get's "no action" switches: print what would be done (``Inst`` lines), change nothing.
+SIMULATE = {"-s", "--simulate", "--just-print", "--dry-run", "--recon", "--no-act"}
+
+
 def run_node(cl: Cluster, node: str, command: str) -> Outcome:
     files = {"/etc/os-release": DEBIAN_OS_RELEASE}
     return run_script(command, Shell(lambda args, sh, data: _node_program(cl, node, args, sh, data), files))
@@ -67,7 +73,21 @@ def _node_program(cl: Cluster, node: str, argv: list[str], shell: Shell, stdin: 
         return Outcome(0, (cl.nodes[node].kernel_running if "-r" in args else "Linux") + "\n")
     if name == "hostname":
         return Outcome(0, node + "\n")
+    if name == "ls":
+        return _ls(cl.nodes[node].kernels_installed, shell, [a for a in args if not a.startswith("-")])
     return Outcome(127, stderr=f"sh: 1: {argv[0]}: not found\n")
+
+
+def _ls(kernels: list[str], shell: Shell, patterns: list[str]) -> Outcome:
+    """``ls -1d PATTERN...`` over the shell's files plus ``/boot/vmlinuz-<kernel>`` per installed kernel."""
+    paths = sorted({*shell.files, *(f"/boot/vmlinuz-{k}" for k in kernels)})
+    out, err = [], []
+    for pattern in patterns:
+        found = [p for p in paths if fnmatch.fnmatchcase(p, pattern)]
+        out.extend(found)
+        if not found:
+            err.append(f"ls: cannot access '{pattern}': No such file or directory\n")
+    return Outcome(2 if err else 0, "".join(f"{p}\n" for p in out), "".join(err))
 
 
 def _ha_manager(cl: Cluster, args: list[str]) -> Outcome:
@@ -93,6 +113,13 @@ def _apt(cl: Cluster, node: str, args: list[str]) -> Outcome:
         return Outcome(100, stderr="E: Invalid operation\n")
     if words[0] == "update":
         return Outcome(0, "Reading package lists... Done\n")
+    if words[0] in ("dist-upgrade", "full-upgrade", "upgrade") and SIMULATE & set(args):
+        rows = [
+            f"Inst {p['Package']} [{p['OldVersion']}] ({p['Version']} Proxmox:9.1/trixie [amd64])"
+            for p in actions.pending_updates(cl, node)
+        ]
+        summary = f"{len(rows)} upgraded, 0 newly installed, 0 to remove and 0 not upgraded.\n"
+        return Outcome(0, "".join(r + "\n" for r in rows) + summary)
     if words[0] in ("dist-upgrade", "full-upgrade", "upgrade"):
         return Outcome(0, "\n".join(actions.apt_upgrade(cl, node)) + "\n")
     if words[0] == "list" and "--upgradable" in args:

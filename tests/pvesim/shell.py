@@ -1,6 +1,6 @@
 """A very small POSIX-ish shell for simulated guests and nodes (no processes, no real files).
 
-Supported: ``;`` ``&&`` ``||`` ``|``, single/double quotes, ``$VAR`` ``${VAR}`` ``$?`` ``"$@"``,
+Supported: ``;`` ``&&`` ``||`` ``|``, ``if ...; then ...; [else ...;] fi``, single/double quotes, ``$VAR`` ``${VAR}`` ``$?`` ``"$@"``,
 redirections ``>`` ``>>`` ``2>`` ``2>>`` ``2>&1`` ``>&2`` ``<``, ``export``, ``VAR=x cmd``,
 ``exec``, ``exit N`` and nested ``sh -c``. Programs are supplied by the caller (``run_program``);
 files live in a dict. Enough for what patchwave and the contract suite send; not a real shell.
@@ -98,18 +98,26 @@ def expand(segments: list[Segment], shell: Shell) -> list[str]:
 
 def run_script(script: str, shell: Shell, stdin: str = "") -> Outcome:
     """Run ``script``; stdout/stderr are collected, durations add up."""
+    return _run_tokens(lex(script), shell, stdin)
+
+
+def _run_tokens(tokens: list[Token], shell: Shell, stdin: str) -> Outcome:
     total = Outcome()
-    tokens = lex(script)
     joiner, i = ";", 0
     while i <= len(tokens) and not shell.exited:
-        end = next(
-            (j for j in range(i, len(tokens)) if tokens[j] in (("op", ";"), ("op", "&&"), ("op", "||"))),
-            len(tokens),
+        block = _if_block(tokens, i) if i < len(tokens) and _keyword(tokens[i]) == "if" else None
+        end = (
+            block[3]
+            if block is not None
+            else next(
+                (j for j in range(i, len(tokens)) if tokens[j] in (("op", ";"), ("op", "&&"), ("op", "||"))),
+                len(tokens),
+            )
         )
         pipeline = tokens[i:end]
         skip = (joiner == "&&" and shell.status != 0) or (joiner == "||" and shell.status == 0)
         if pipeline and not skip:
-            result = _pipeline(pipeline, shell, stdin)
+            result = _run_if(block, shell, stdin) if block is not None else _pipeline(pipeline, shell, stdin)
             shell.status = result.exitcode if result.exitcode is not None else 128 + (result.signal or 0)
             total = Outcome(
                 result.exitcode,
@@ -122,6 +130,58 @@ def run_script(script: str, shell: Shell, stdin: str = "") -> Outcome:
             break
         joiner, i = str(tokens[end][1]), end + 1
     return total
+
+
+def _keyword(token: Token) -> str | None:
+    kind, value = token
+    if kind == "word" and isinstance(value, list) and len(value) == 1 and value[0][0] == "bare":
+        return str(value[0][1])
+    return None
+
+
+IfBlock = tuple[list[Token], list[Token], list[Token], int]  # condition, then, else, index after fi
+
+
+def _if_block(tokens: list[Token], start: int) -> IfBlock:
+    """``if LIST; then LIST; [else LIST;] fi`` starting at ``tokens[start]`` (no ``elif``)."""
+    parts: list[list[Token]] = [[]]
+    depth = 0
+    for j in range(start + 1, len(tokens)):
+        word = _keyword(tokens[j])
+        command_position = tokens[j - 1][0] == "op" or _keyword(tokens[j - 1]) in ("if", "then", "else")
+        if word is not None and command_position:
+            if word == "if":
+                depth += 1
+            elif word == "fi" and depth:
+                depth -= 1
+            elif depth == 0 and word in ("then", "else"):
+                parts.append([])
+                continue
+            elif depth == 0 and word == "fi":
+                cond, then, other = (parts + [[], []])[:3]
+                return _strip(cond), _strip(then), _strip(other), j + 1
+        parts[-1].append(tokens[j])
+    raise ValueError("sh: syntax error: 'if' without a matching 'fi'")
+
+
+def _strip(tokens: list[Token]) -> list[Token]:
+    while tokens and tokens[-1] == ("op", ";"):
+        tokens = tokens[:-1]
+    return tokens
+
+
+def _run_if(block: IfBlock, shell: Shell, stdin: str) -> Outcome:
+    cond, then, other, _end = block
+    first = _run_tokens(cond, shell, stdin)
+    branch = then if shell.status == 0 else other
+    second = _run_tokens(branch, shell, stdin) if branch else Outcome(0)
+    return Outcome(
+        second.exitcode if branch else 0,
+        first.stdout + second.stdout,
+        first.stderr + second.stderr,
+        first.duration + second.duration,
+        second.signal,
+    )
 
 
 def _pipeline(tokens: list[Token], shell: Shell, stdin: str) -> Outcome:
@@ -191,8 +251,13 @@ def _builtin(argv: list[str], shell: Shell, stdin: str, env_prefix: dict[str, st
 
 def _redirect(result: Outcome, redirects: list[tuple[str, str]], shell: Shell) -> Outcome:
     out, err = result.stdout, result.stderr
+    out_file: str | None = None  # where stdout was redirected to (``>f 2>&1`` sends stderr there too)
     for op, target in redirects:
-        if op == "2>&1":
+        if op == "2>&1" and out_file is not None:
+            if out_file != "/dev/null":
+                shell.files[out_file] = shell.files.get(out_file, "") + err
+            err = ""
+        elif op == "2>&1":
             out, err = out + err, ""
         elif op == ">&2":
             out, err = "", err + out
@@ -201,6 +266,7 @@ def _redirect(result: Outcome, redirects: list[tuple[str, str]], shell: Shell) -
             if target != "/dev/null":
                 shell.files[target] = (shell.files.get(target, "") if op.endswith(">>") else "") + data
             out, err = ("", err) if op in (">", ">>") else (out, "")
+            out_file = target if op in (">", ">>") else out_file
     return Outcome(result.exitcode, out, err, result.duration, result.signal)
 
 

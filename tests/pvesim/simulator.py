@@ -135,6 +135,7 @@ class Simulator:
     def _run_ssh(self, node: str, command: str) -> tuple[int, str, str]:
         with self.cluster.lock:
             self.cluster.tick()
+            self.cluster.record("ssh_command", node, command=command)
             outcome = run_node(self.cluster, node, command)
         return outcome.exitcode or 0, outcome.stdout, outcome.stderr
 

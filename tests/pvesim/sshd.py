@@ -1,8 +1,9 @@
 """A loopback SSH server per simulated node (paramiko), for HA maintenance and node patching.
 
 It accepts public-key logins for the keys registered with :meth:`Simulator.client_key`, runs one
-``exec`` command per channel through :func:`tests.pvesim.commands.run_node` (``ha-manager``,
-``apt-get``, ``uname``, ``reboot``, ...) and refuses connections while its node is offline.
+``exec`` command per channel (several channels per connection, one after another) through
+:func:`tests.pvesim.commands.run_node` (``ha-manager``, ``apt-get``, ``uname``, ``reboot``, ...) and
+refuses connections (and drops open ones) while its node is offline.
 """
 
 from __future__ import annotations
@@ -27,11 +28,15 @@ def new_ed25519() -> tuple[paramiko.Ed25519Key, str]:
     return paramiko.Ed25519Key(file_obj=io.StringIO(text)), text
 
 
+#: A connection without a new session for this long is closed by the server.
+IDLE_TIMEOUT_S = 60.0
+
+
 class _Session(paramiko.ServerInterface):
     def __init__(self, authorized: Callable[[], list[paramiko.PKey]]) -> None:
         self.authorized = authorized
-        self.command: str | None = None
-        self.ready = threading.Event()
+        self.commands: dict[int, str] = {}  # channel id -> its exec command
+        self.ready = threading.Condition()
 
     def get_allowed_auths(self, username: str) -> str:
         return "publickey"
@@ -47,9 +52,15 @@ class _Session(paramiko.ServerInterface):
         )
 
     def check_channel_exec_request(self, channel: Any, command: bytes) -> bool:
-        self.command = command.decode()
-        self.ready.set()
+        with self.ready:
+            self.commands[channel.get_id()] = command.decode()
+            self.ready.notify_all()
         return True
+
+    def command_for(self, channel: Any, timeout: float) -> str | None:
+        with self.ready:
+            self.ready.wait_for(lambda: channel.get_id() in self.commands, timeout=timeout)
+            return self.commands.pop(channel.get_id(), None)
 
 
 class NodeSshServer:
@@ -101,20 +112,30 @@ class NodeSshServer:
             thread.start()
 
     def _serve(self, conn: socket.socket) -> None:
+        """One connection: any number of sessions, one ``exec`` each, one after another (like
+        sshd); the connection drops when the node goes offline (a reboot) or the server stops."""
         transport = paramiko.Transport(conn)
         try:
             transport.add_server_key(self.host_key)
             session = _Session(self._authorized)
             transport.start_server(server=session)
-            channel = transport.accept(timeout=10)
-            if channel is None or not session.ready.wait(timeout=10) or session.command is None:
-                return
-            code, out, err = self._run(self.node, session.command)
-            channel.sendall(out.encode())
-            channel.sendall_stderr(err.encode())
-            channel.send_exit_status(code)
-            channel.shutdown_write()
-            channel.close()
+            idle = 0.0
+            while transport.is_active() and not self._stopped.is_set() and idle < IDLE_TIMEOUT_S:
+                channel = transport.accept(timeout=0.5)
+                if channel is None:
+                    idle += 0.5
+                    continue
+                idle = 0.0
+                command = session.command_for(channel, timeout=10)
+                if command is None or not self._online(self.node):
+                    channel.close()
+                    return
+                code, out, err = self._run(self.node, command)
+                channel.sendall(out.encode())
+                channel.sendall_stderr(err.encode())
+                channel.send_exit_status(code)
+                channel.shutdown_write()
+                channel.close()
         except (paramiko.SSHException, OSError, EOFError):
             return
         finally:

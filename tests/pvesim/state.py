@@ -194,6 +194,9 @@ class Cluster:
         self.guests: dict[int, Guest] = {}
         self.tasks: dict[str, Task] = {}
         self.events: list[tuple[float, str, str, dict[str, Any]]] = []  # (time, kind, subject, detail)
+        #: Called with (kind, subject, detail) for every recorded event, under ``lock`` (tests use it
+        #: to make a snapshot/rollback act on state kept outside the simulator, e.g. a fake guest).
+        self.listeners: list[Callable[[str, str, dict[str, Any]], None]] = []
         self.faults: list[dict[str, Any]] = []
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
@@ -235,6 +238,8 @@ class Cluster:
 
     def record(self, kind: str, subject: str, **detail: Any) -> None:
         self.events.append((self.clock.monotonic(), kind, subject, detail))
+        for listener in list(self.listeners):
+            listener(kind, subject, detail)
 
     # -- faults ---------------------------------------------------------------------------------
 

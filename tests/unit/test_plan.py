@@ -218,6 +218,66 @@ def test_missing_memory_snapshots_downgrade_with_a_warning() -> None:
     assert all(s.policy.snapshot_memory for s in plan([EAST], config).vm_steps)
 
 
+#: What a Proxmox container lacks of its provider's capabilities (VmInfo.unsupported).
+CT_LACKS = (Capability.GUEST_EXEC, Capability.SNAPSHOT_MEMORY)
+BY_SSH = '[guests]\nchannel = "ssh"\nssh = { host = "{name}" }\n'
+
+
+def test_a_guest_that_lacks_guest_exec_is_blocked_on_the_agent_channel_only() -> None:
+    no_agent = vm("east", "no-agent", E1, unsupported=(Capability.GUEST_EXEC,))
+    inv = Inventory("east", hosts=(E1,), vms=(no_agent, vm("east", "vm-1", E1)))
+    p = plan([inv], settings(), capabilities={"east": ALL}, hosts=False)
+    assert codes(p) == {"east/no-agent": ["capability"]}
+    reason = p.blocked[0].reason
+    assert "east/no-agent cannot run guest-agent commands" in reason and "guest agent" in reason
+    assert '[guests.overrides."no-agent"] channel = "ssh"' in reason
+    assert [s.vm.name for s in p.vm_steps] == ["vm-1"]
+    assert [s.vm.name for s in plan([inv], settings(BY_SSH), hosts=False).vm_steps] == ["no-agent", "vm-1"]
+
+
+def test_a_container_that_lacks_guest_exec_gets_one_blocker_not_two() -> None:
+    ct = vm("east", "ct-1", E1, kind="container", unsupported=CT_LACKS)
+    p = plan([Inventory("east", hosts=(E1,), vms=(ct,))], settings(), hosts=False)
+    assert codes(p) == {"east/ct-1": ["no_channel"]}
+
+
+def test_a_guest_that_lacks_snapshots_is_blocked_like_a_platform_without_them() -> None:
+    inv = Inventory("east", hosts=(E1,), vms=(vm("east", "raw", E1, unsupported=(Capability.SNAPSHOT,)),))
+    p = plan([inv], settings(), hosts=False)
+    assert codes(p) == {"east/raw": ["capability"]}
+    assert "east/raw cannot be snapshotted" in p.blocked[0].reason and "exclude" in p.blocked[0].reason
+
+
+def test_a_guest_that_lacks_memory_snapshots_or_quiesce_is_downgraded_with_a_warning() -> None:
+    ct = vm("east", "ct-1", E1, kind="container", unsupported=CT_LACKS)
+    no_tools = vm("east", "no-tools", E1, unsupported=(Capability.GUEST_EXEC, Capability.SNAPSHOT_QUIESCE))
+    inv = Inventory("east", hosts=(E1,), vms=(ct, no_tools, vm("east", "vm-1", E1)))
+    config = settings(BY_SSH + "[policy]\nsnapshot_memory = true\nsnapshot_quiesce = true\n")
+    p = plan([inv], config, hosts=False)
+    assert p.blocked == ()
+    flags = {s.vm.name: (s.policy.snapshot_memory, s.policy.snapshot_quiesce) for s in p.vm_steps}
+    assert flags == {"ct-1": (False, True), "no-tools": (True, False), "vm-1": (True, True)}
+    warned = {w.target: w.reason for w in p.warnings}
+    assert set(warned) == {"east/ct-1", "east/no-tools"}
+    assert warned["east/ct-1"].startswith("downgraded: east/ct-1 gets a disk-only snapshot")
+    assert "cannot snapshot memory for this guest" in warned["east/ct-1"]
+    assert warned["east/no-tools"].startswith("downgraded: east/no-tools gets a crash-consistent snapshot")
+    assert "cannot quiesce for this guest" in warned["east/no-tools"]
+
+
+def test_a_capability_the_provider_lacks_anyway_is_reported_as_the_providers() -> None:
+    ct = vm("east", "ct-1", E1, kind="container", unsupported=(Capability.SNAPSHOT_MEMORY,))
+    config = settings(BY_SSH + "[policy]\nsnapshot_memory = true\n")
+    p = plan([Inventory("east", hosts=(E1,), vms=(ct,))], config,
+             capabilities={"east": ALL - {Capability.SNAPSHOT_MEMORY}}, hosts=False)  # fmt: skip
+    assert [w.reason for w in p.warnings] == [
+        (
+            "downgraded: east/ct-1 gets a disk-only snapshot (the provider of site 'east' cannot snapshot "
+            "memory); set snapshot_memory = false for group 'default' to silence this"
+        )
+    ]
+
+
 def test_hosts_need_maintenance_patch_and_reboot_capabilities_for_platform_patching() -> None:
     p = plan([EAST], settings(), capabilities={"east": GUESTS_ONLY})
     assert set(codes(p)) == {"east/e1", "east/e2", "east/e3"}
@@ -319,8 +379,9 @@ def test_waves_start_in_the_next_window_and_fit() -> None:
 
 def test_a_wave_predicted_past_the_cutoff_does_not_fit() -> None:
     p = plan([EAST], settings(WINDOWED.format(wave_size=1, duration="40m")), hosts=False)
-    # 40 min per VM, worst-case rollback 10 min, work must end by 21:45 UTC (window 20:00-22:00, cutoff 15m)
-    assert [w.est_start[11:16] for w in p.waves] == ["20:00", "20:40", "21:20"]
+    # 40 min per VM, worst-case rollback 10 min, work must end by 21:45 UTC (window 20:00-22:00, cutoff 15m):
+    # the third VM would start at 21:20 and cannot, so it waits for next Saturday's window (as the run does).
+    assert [w.est_start[:16] for w in p.waves] == ["2026-05-09T20:00", "2026-05-09T20:40", "2026-05-16T20:00"]
     assert [w.fits for w in p.waves] == [True, True, False]
     assert not p.window.fits and "main:2" in p.window.note
 

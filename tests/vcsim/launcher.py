@@ -142,6 +142,13 @@ class Vcsim:
     def hosts(self) -> list[dict[str, Any]]:
         return self._request("GET", "hosts")
 
+    def set_hook(self, url: str) -> None:
+        """POST snapshot events to ``url`` before answering (see hooks.go); "" removes the hook."""
+        if url:
+            self._request("POST", "hook", url.encode())
+        else:
+            self._request("DELETE", "hook")
+
     def set_host_build(self, host: str, version: str, build: str) -> None:
         query = urllib.parse.urlencode({"host": host, "version": version, "build": build})
         self._request("POST", f"host-build?{query}")

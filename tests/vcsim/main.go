@@ -150,7 +150,7 @@ func main() {
 
 	// Swap the handler before any client can connect: the listener accepts, but nothing has the
 	// address yet (we print it below).
-	mw := &middleware{next: server.Config.Handler, ext: x, faults: faults, stats: newStats(), pager: newPager()}
+	mw := &middleware{next: server.Config.Handler, ext: x, faults: faults, stats: newStats(), pager: newPager(), hook: &hookBook{}}
 	server.Config.Handler = mw
 
 	if o.certOut != "" && certPEM != nil {

@@ -96,6 +96,7 @@ type middleware struct {
 	faults *faultBook
 	stats  *stats
 	pager  *pager
+	hook   *hookBook
 }
 
 func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -191,16 +192,20 @@ func (m *middleware) after(c call, req, res []byte) {
 	}
 	switch c.method {
 	case "CreateSnapshot_Task":
-		if vm != nil && taskRef != nil && reNoMemory.Match(req) {
+		if vm != nil && taskRef != nil {
 			if t, ok := simulator.Map.Get(*taskRef).(*simulator.Task); ok {
 				if snap, ok := t.Info.Result.(types.ManagedObjectReference); ok {
-					fixSnapshotState(vm, snap)
+					if reNoMemory.Match(req) {
+						fixSnapshotState(vm, snap)
+					}
+					m.hook.fire("snapshot_created", vm, snap.Value, taskRef)
 				}
 			}
 		}
 	case "RevertToSnapshot_Task":
 		if vm != nil {
 			revertPower(vm, c.this)
+			m.hook.fire("snapshot_reverted", vm, c.this.Value, taskRef)
 		}
 	case "SetField":
 		if me := reEntity.FindSubmatch(req); me != nil {
@@ -363,6 +368,8 @@ func (m *middleware) control(w http.ResponseWriter, r *http.Request) {
 	switch strings.TrimPrefix(r.URL.Path, "/vcsim-control/") {
 	case "faults":
 		m.controlFaults(w, r)
+	case "hook":
+		m.controlHook(w, r)
 	case "stats":
 		m.stats.mu.Lock()
 		defer m.stats.mu.Unlock()

@@ -30,7 +30,9 @@ def all_commands(pm) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("pm", [Apt(), Dnf(), Zypper(), Dnf(root="/mnt/x y"), Zypper(root="/mnt/x y")])
+@pytest.mark.parametrize(
+    "pm", [Apt(), Apt(full_upgrade=True), Dnf(), Zypper(), Dnf(root="/mnt/x y"), Zypper(root="/mnt/x y")]
+)
 def test_every_command_is_valid_posix_shell(pm) -> None:
     for command in all_commands(pm):
         check = subprocess.run(["/bin/sh", "-n", "-c", command], check=False, capture_output=True, text=True)
@@ -45,6 +47,13 @@ def test_apt_waits_for_the_lock_and_keeps_conffiles_noninteractively() -> None:
     apply_all = pm.apply_command(UpdateSelection("all"))
     assert "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold" in apply_all
     assert apply_all.rstrip().endswith("-y upgrade --with-new-pkgs")
+
+
+def test_apt_full_upgrade_is_dist_upgrade_for_hypervisor_hosts() -> None:
+    pm = Apt(full_upgrade=True)
+    assert pm.apply_command(UpdateSelection("all")).rstrip().endswith("-y dist-upgrade")
+    assert pm.list_updates_command().rstrip().endswith("apt-get -q -s dist-upgrade")
+    assert "update >&2" in pm.list_updates_command()  # the lists are refreshed before listing
 
 
 def test_apt_pins_are_exact_and_quoted() -> None:

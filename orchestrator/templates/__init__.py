@@ -1,0 +1,1 @@
+"""Packaged templates (the compliance report's HTML)."""

@@ -1,0 +1,452 @@
+"""Crash injection: SIGKILL the worker (or the embedded Temporal server) of a real run at a random
+point, `patchwave resume RUN`, then check the end state from the providers and the fact store.
+
+One injection:
+
+1. a fresh target from a :mod:`tests.crash.scenarios` scenario (libvirt qemu:///system, vcsim,
+   PVE simulator) with fake guests and its own state directory;
+2. ``patchwave run --run-id RUN`` as a subprocess (worker + client; it spawns the embedded
+   ``temporal server start-dev``), with ``PATCHWAVE_RECOVERY_S`` so a killed worker's work comes
+   back within seconds (see :mod:`orchestrator.retry`);
+3. the kill point, drawn from a seeded RNG: ``records:N`` — once the fact store holds N records
+   (steps, outcomes, snapshot and maintenance rows), or ``delay:S`` — S seconds after the start,
+   S drawn from the provider's measured clean run; the kill target is the ``patchwave run``
+   process (``worker``) or the dev server (``server``, pid from ``<state>/temporal.db.pid``);
+4. after a server kill the orphaned ``patchwave run`` is given a grace period to give up, then
+   killed too (a run whose engine is gone cannot finish by itself);
+5. ``patchwave resume RUN`` until it exits, then the invariants (:func:`check`).
+
+Replay one injection: ``PATCHWAVE_CRASH_SEED=<seed> PATCHWAVE_CRASH_INJECTIONS=1
+PATCHWAVE_CRASH_PROVIDERS=<provider> PATCHWAVE_CRASH_TARGETS=<worker|server>`` — a dirty result
+prints exactly that line. Every injection draws from ``random.Random(f"{seed}:{index}")``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.facts import FactStore
+from orchestrator.model import HostOutcome, StepStatus, VmOutcome
+from tests.crash.scenarios import Scenario, Target, opened
+
+REPO = Path(__file__).resolve().parents[2]
+PROVIDERS = ("libvirt", "vsphere", "proxmox")
+KILL_TARGETS = ("worker", "server")
+#: What a killed worker's work waits for before it is retried (seconds); see orchestrator.retry.
+RECOVERY_S = 3.0
+#: Deadlines for the subprocesses (not assertions on durations: a run past them is "never finished").
+RUN_DEADLINE_S = 180.0
+ORPHAN_GRACE_S = 20.0
+DEFAULT_SUMMARY = REPO / ".cache" / "crash-injection.json"
+
+
+def summary_path() -> Path:
+    return Path(os.environ.get("PATCHWAVE_CRASH_SUMMARY", "") or DEFAULT_SUMMARY)
+
+
+@dataclass
+class Injection:
+    provider: str
+    target: str  # worker | server
+    seed: str
+    index: int
+    point: str  # records:N | delay:S
+    run_id: str
+    killed: bool = False  # False: the run finished before the point (not counted)
+    orphan_killed: bool = False  # after a server kill, `patchwave run` had to be killed too
+    run_exit: int | None = None
+    resume_exit: int | None = None
+    violations: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    note: str = ""
+
+    @property
+    def clean(self) -> bool:
+        return not self.violations
+
+    def replay(self) -> str:
+        return (
+            f"PATCHWAVE_CRASH_SEED={self.seed} PATCHWAVE_CRASH_INJECTIONS=1 "
+            f"PATCHWAVE_CRASH_PROVIDERS={self.provider} PATCHWAVE_CRASH_TARGETS={self.target} "
+            f"(injection {self.index}, kill point {self.point})"
+        )
+
+
+# ------------------------------------------------------------------------------------ processes
+
+
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def patchwave(target: Target, *args: str) -> subprocess.Popen[str]:
+    """``patchwave -c <config> ARGS`` as a process; output appended to ``<root>/<command>.log``."""
+    env = {
+        **os.environ,
+        **target.env,
+        "PYTHONPATH": str(REPO),
+        "PATCHWAVE_RECOVERY_S": f"{RECOVERY_S:g}",
+    }
+    with open(target.root / f"{args[0]}.log", "a") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "orchestrator.cli",
+                "-c",
+                str(target.config),
+                "--log-format",
+                "json",
+                *args,
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+
+def tail(target: Target, command: str, size: int = 3000) -> str:
+    path = target.root / f"{command}.log"
+    return path.read_text()[-size:] if path.exists() else ""
+
+
+def server_pid(target: Target) -> int | None:
+    """The dev server's pid from the pidfile devserver.py writes (``<state>/temporal.db.pid``)."""
+    try:
+        pid = int((target.state / "temporal.db.pid").read_text().strip())
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if b"start-dev" in argv and str(target.state).encode() in argv else None
+
+
+def stop_server(target: Target) -> None:
+    """Stop a dev server left on this target's state dir (ours only: pidfile + cmdline checked)."""
+    pid = server_pid(target)
+    if pid is None:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and server_pid(target) == pid:
+            time.sleep(0.1)
+        if server_pid(target) == pid:
+            os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def fact_records(target: Target) -> int:
+    """How many records the fact store holds (read-only; 0 before it exists)."""
+    path = target.state / "facts.db"
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as db:
+            row = db.execute(
+                "SELECT (SELECT COUNT(*) FROM steps) + (SELECT COUNT(*) FROM outcomes)"
+                " + (SELECT COUNT(*) FROM snapshots) + (SELECT COUNT(*) FROM maintenance)"
+            ).fetchone()
+            return int(row[0])
+    except sqlite3.Error:
+        return 0  # not created yet / schema being written
+
+
+def wait_exit(proc: subprocess.Popen[str], deadline_s: float) -> int | None:
+    try:
+        return proc.wait(timeout=deadline_s)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+# ------------------------------------------------------------------------------------ invariants
+
+
+def check(scenario: Scenario, target: Target, run_id: str, resume_exit: int | None) -> list[str]:
+    """What must hold after the resumed run; every violation is one line."""
+    bad: list[str] = []
+    if resume_exit != 0:
+        bad.append(f"resume exited {resume_exit} (expected 0: run finished, every VM patched)")
+    facts = FactStore(target.state / "facts.db")
+    try:
+        record = facts.get_run(run_id)
+        if record is None or record.status != "succeeded":
+            bad.append(f"run status is {record.status if record else 'missing'!r}, not 'succeeded'")
+        recorded = {s.step_id: s for s in facts.snapshots(run_id=run_id)}
+        owned = scenario.owned_snapshots(target, run_id)
+        for name, guest in target.guests.items():
+            step_id = target.step_id(name)
+            outcome = facts.outcome(run_id, step_id)
+            if not isinstance(outcome, VmOutcome) or outcome.status is not StepStatus.SUCCEEDED:
+                bad.append(f"{name}: outcome {getattr(outcome, 'status', None)} (expected succeeded)")
+            # no VM patched twice: the guest's own log counts real (non-simulated) upgrades
+            if guest.upgrades() != 1 or len(guest.patches()) != len(guest.installed()):
+                bad.append(
+                    f"{name}: {guest.upgrades()} upgrade run(s), patches {guest.patches()} (expected 1)"
+                )
+            if guest.installed() != {"demo-app": "1.1", "openssl": "3.0.15"}:
+                bad.append(f"{name}: installed {guest.installed()}")
+            # no leaked snapshot: ours on the platform = exactly the one recorded and kept by policy
+            snaps = owned.get(name, [])
+            rec = recorded.get(step_id)
+            if len(snaps) != 1:
+                bad.append(f"{name}: {len(snaps)} snapshot(s) owned by the run on the platform: "
+                           f"{[s.id for s in snaps]} (expected 1, kept by the TTL policy)")  # fmt: skip
+            if rec is None or rec.state != "kept" or not any(s.id == rec.snapshot_id for s in snaps):
+                bad.append(f"{name}: fact store snapshot record {rec and (rec.snapshot_id, rec.state)} "
+                           f"does not match the platform {[s.id for s in snaps]}")  # fmt: skip
+            if any((s.ownership.step_id if s.ownership else "") != step_id for s in snaps):
+                bad.append(f"{name}: a snapshot owned by the run names another step")
+        for other in set(recorded) - {target.step_id(n) for n in target.guests}:
+            bad.append(f"snapshot record for an unknown step {other}")
+        if target.hosts:
+            plan = record.plan() if record else None
+            for step in plan.host_steps if plan else ():
+                outcome = facts.outcome(run_id, step.step_id)
+                if not isinstance(outcome, HostOutcome) or outcome.status is not StepStatus.SUCCEEDED:
+                    bad.append(f"host {step.host.name}: outcome {getattr(outcome, 'status', None)}")
+            report = scenario.host_report(target)
+            stale = {h: b for h, b in report.get("builds", {}).items() if b != report["expected_build"]}
+            if stale:
+                bad.append(f"hosts not at build {report['expected_build']}: {stale}")
+            if any(n > 1 for n in report.get("max_concurrent", {}).values()):
+                bad.append(f"more than one host in maintenance at once: {report['max_concurrent']}")
+        left = facts.hosts_in_maintenance()
+        if left:
+            bad.append(f"fact store: hosts still in maintenance {[str(m.host) for m in left]}")
+    finally:
+        facts.close()
+    in_maintenance = scenario.hosts_in_maintenance(target)
+    if in_maintenance:
+        bad.append(f"platform: hosts left in maintenance {in_maintenance}")
+    return bad
+
+
+def check_untouched(scenario: Scenario, target: Target, run_id: str) -> list[str]:
+    """A run killed before its workflow existed (resume: unknown run): nothing may have happened."""
+    bad: list[str] = []
+    facts = FactStore(target.state / "facts.db")
+    try:
+        if facts.get_run(run_id) is not None:
+            bad.append("resume called a run unknown that the fact store has")
+    finally:
+        facts.close()
+    for name, snaps in scenario.owned_snapshots(target, run_id).items():
+        if snaps:
+            bad.append(f"{name}: snapshots {[s.id for s in snaps]} of a run that never started")
+    for name, guest in target.guests.items():
+        if guest.upgrades():
+            bad.append(f"{name}: patched by a run that never started")
+    in_maintenance = scenario.hosts_in_maintenance(target)
+    if in_maintenance:
+        bad.append(f"platform: hosts left in maintenance {in_maintenance}")
+    return bad
+
+
+# ------------------------------------------------------------------------------------ one injection
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A clean run of the provider: how long it took and how many fact records it wrote."""
+
+    seconds: float
+    records: int
+
+
+def draw_point(rng: random.Random, cal: Calibration) -> str:
+    if rng.random() < 0.5 and cal.records > 2:
+        return f"records:{rng.randint(1, cal.records - 1)}"
+    return f"delay:{rng.uniform(0.5, max(1.0, cal.seconds * 0.9)):.2f}"
+
+
+def reached(point: str, target: Target, started: float) -> bool:
+    kind, value = point.split(":")
+    if kind == "records":
+        return fact_records(target) >= int(value)
+    return time.monotonic() - started >= float(value)
+
+
+def calibrate(scenario: Scenario, root: Path) -> tuple[Calibration, list[str]]:
+    """One uninjected run: its duration and record count (and its invariants: a clean baseline)."""
+    target = scenario.target(root, unused_port())
+    run_id = "run-calibration"
+    try:
+        started = time.monotonic()
+        proc = patchwave(target, "run", "--run-id", run_id)
+        code = wait_exit(proc, RUN_DEADLINE_S)
+        seconds = time.monotonic() - started
+        if code is None:
+            proc.kill()
+            proc.wait()
+        violations = check(scenario, target, run_id, code)
+        if violations:
+            violations.append("run log: " + tail(target, "run"))
+        return Calibration(seconds, fact_records(target)), violations
+    finally:
+        stop_server(target)
+        scenario.release(target)
+
+
+def inject(scenario: Scenario, root: Path, kill: str, seed: str, index: int, cal: Calibration) -> Injection:
+    rng = random.Random(f"{seed}:{scenario.name}:{kill}:{index}")
+    point = draw_point(rng, cal)
+    run_id = f"run-crash-{index}"
+    shot = Injection(scenario.name, kill, seed, index, point, run_id)
+    started = time.monotonic()
+    target = scenario.target(root, unused_port())
+    try:
+        proc = patchwave(target, "run", "--run-id", run_id)
+        while not reached(point, target, started) and proc.poll() is None:
+            time.sleep(0.02)
+        if proc.poll() is not None:
+            shot.run_exit = proc.returncode  # finished before the point: nothing was injected
+            shot.violations = check(scenario, target, run_id, proc.returncode)
+        else:
+            shot.killed = _kill(shot, target, proc, kill)
+            resumed = patchwave(target, "resume", run_id)
+            shot.resume_exit = wait_exit(resumed, RUN_DEADLINE_S)
+            if shot.resume_exit is None:
+                resumed.kill()
+                resumed.wait()
+                shot.violations.append(f"resume did not finish within {RUN_DEADLINE_S:.0f}s")
+            if shot.resume_exit == 2 and f"no run {run_id!r} is known" in tail(target, "resume"):
+                shot.note = "killed before the run was started: nothing to resume"
+                shot.violations += check_untouched(scenario, target, run_id)
+            else:
+                shot.violations += check(scenario, target, run_id, shot.resume_exit)
+        if shot.violations:
+            shot.violations.append("resume log: " + tail(target, "resume").replace("\n", " | "))
+    except Exception as exc:  # noqa: BLE001 - a harness error is a dirty injection, with its reason
+        shot.violations.append(f"harness error: {type(exc).__name__}: {exc}")
+    finally:
+        stop_server(target)
+        try:
+            scenario.release(target)
+        except Exception as exc:  # noqa: BLE001
+            shot.violations.append(f"release failed: {exc}")
+        shot.seconds = round(time.monotonic() - started, 2)
+    return shot
+
+
+def _kill(shot: Injection, target: Target, proc: subprocess.Popen[str], kill: str) -> bool:
+    if kill == "worker":
+        proc.send_signal(signal.SIGKILL)
+        shot.run_exit = proc.wait(timeout=30)
+        return True
+    pid = server_pid(target)
+    if pid is None:  # not up yet (the point came before the server): kill it when it is
+        deadline = time.monotonic() + 30
+        while pid is None and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+            pid = server_pid(target)
+    if pid is None:
+        shot.run_exit = wait_exit(proc, RUN_DEADLINE_S)
+        return False
+    os.kill(pid, signal.SIGKILL)
+    shot.run_exit = wait_exit(proc, ORPHAN_GRACE_S)
+    if shot.run_exit is None:  # the orphaned run: its engine is gone
+        proc.send_signal(signal.SIGKILL)
+        shot.run_exit = proc.wait(timeout=30)
+        shot.orphan_killed = True
+    return True
+
+
+# ------------------------------------------------------------------------------------ the campaign
+
+
+@dataclass
+class Campaign:
+    seed: str
+    injections: int
+    providers: Sequence[str] = PROVIDERS
+    targets: Sequence[str] = KILL_TARGETS
+    results: list[Injection] = field(default_factory=list)
+    calibrations: dict[str, Any] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def plan(self) -> list[tuple[str, str]]:
+        """(provider, kill target) per injection, round-robin so every pair gets its share."""
+        pairs = [(p, t) for p in self.providers for t in self.targets]
+        return [pairs[i % len(pairs)] for i in range(self.injections)]
+
+    def run(self, workdir: Path, log: Callable[[str], None] = print) -> None:
+        from tests.crash.scenarios import Unavailable
+
+        started = time.monotonic()
+        todo = self.plan()
+        for provider in self.providers:
+            mine = [(i, t) for i, (p, t) in enumerate(todo) if p == provider]
+            if not mine:
+                continue
+            try:
+                with opened(provider, workdir / provider / "shared") as scenario:
+                    cal, violations = calibrate(scenario, workdir / provider / "calibration")
+                    self.calibrations[provider] = {**asdict(cal), "violations": violations}
+                    if violations:
+                        log(f"crash[{provider}] calibration run is not clean: {violations}")
+                    for index, kill in mine:
+                        shot = inject(scenario, workdir / provider / f"i{index}", kill, self.seed, index, cal)
+                        self.results.append(shot)
+                        status = "clean" if shot.clean else "DIRTY"
+                        log(f"crash[{provider}/{kill}] #{index} {shot.point}: {status} ({shot.seconds}s)")
+                        if not shot.clean:
+                            log(f"  replay: {shot.replay()}")
+                            for line in shot.violations:
+                                log(f"  - {line}")
+            except Unavailable as exc:
+                self.unavailable[provider] = str(exc)
+                log(f"crash[{provider}] unavailable: {exc}")
+        self.seconds = round(time.monotonic() - started, 1)
+
+    def summary(self) -> dict[str, Any]:
+        counted = [r for r in self.results if r.killed]
+        return {
+            "seed": self.seed,
+            "injections": len(counted),
+            "requested": self.injections,
+            "not_injected": sum(1 for r in self.results if not r.killed),
+            "clean": sum(1 for r in counted if r.clean),
+            "dirty": sum(1 for r in counted if not r.clean),
+            "dirty_uninjected": sum(1 for r in self.results if not r.killed and not r.clean),
+            "by_provider": {p: sum(1 for r in counted if r.provider == p) for p in PROVIDERS},
+            "by_target": {t: sum(1 for r in counted if r.target == t) for t in KILL_TARGETS},
+            "orphans_killed": sum(1 for r in counted if r.orphan_killed),
+            "seconds": self.seconds,
+            "calibrations": self.calibrations,
+            "unavailable": self.unavailable,
+            "results": [{**asdict(r), "clean": r.clean, "replay": r.replay()} for r in self.results],
+        }
+
+    def write(self, path: Path) -> dict[str, Any]:
+        data = self.summary()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=1))
+        return data
+
+
+def headline(data: dict[str, Any]) -> str:
+    """The one line CI prints last."""
+    p, t = data["by_provider"], data["by_target"]
+    return (
+        f"crash injection: {data['injections']} injections (libvirt {p['libvirt']}, vsphere {p['vsphere']}, "
+        f"proxmox {p['proxmox']}; worker {t['worker']}, server {t['server']}) — "
+        f"{data['clean']} clean, {data['dirty']} dirty ({data['seconds']:.0f}s, seed {data['seed']})"
+    )
