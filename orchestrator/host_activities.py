@@ -101,6 +101,8 @@ class HostActivities:
         )
         with heartbeating(f"patching {host}"):
             result = self._platform(task) if task.step.patch == "platform" else self._ssh(task)
+        if not result.changed and not result.reboot_required:
+            result = self._earlier_attempt(task, result)
         detail = {
             "changed": result.changed,
             "reboot_required": result.reboot_required,
@@ -149,6 +151,30 @@ class HostActivities:
         )
         self.ctx.log.info("host_assessed", run=run_id, host=str(host), pending=len(updates))
         return HostPatchResult(detail=note)
+
+    def _earlier_attempt(self, task: HostTask, now: HostPatchResult) -> HostPatchResult:
+        """A retry that finds nothing left to install may follow an attempt of this run that did
+        install (its completion lost in a crash): the platform then lists the patch as installed,
+        not pending, and its reboot would be skipped. Keep that attempt's reboot: from its recorded
+        result, or — interrupted before its result was recorded — assume one is needed."""
+        records = [r for r in self.ctx.facts.step_history(task.run_id, task.step.step_id)
+                   if r.action == "host_patch"]  # fmt: skip
+        earlier = records[: max(i for i, r in enumerate(records) if r.phase == "intent")]
+        results = [r for r in earlier if r.phase == "result" and r.ok]
+        if results:
+            changed = bool(results[-1].detail.get("changed"))
+            reboot = bool(results[-1].detail.get("reboot_required"))
+        elif any(r.phase == "intent" for r in earlier):
+            changed = reboot = True
+        else:
+            return now
+        if not reboot:
+            return now
+        self.ctx.log.info(
+            "host_patch_resumed", run=task.run_id, host=str(task.step.host), reboot_required=True
+        )
+        return HostPatchResult(changed, True, now.build_before, now.build_after,
+                               "installed by an earlier attempt of this run; reboot still pending")  # fmt: skip
 
     def _platform(self, task: HostTask) -> HostPatchResult:
         provider = self.ctx.require(task.step.host.site, Capability.HOST_PATCH)

@@ -16,9 +16,9 @@ One injection:
    killed too (a run whose engine is gone cannot finish by itself);
 5. ``patchwave resume RUN`` until it exits, then the invariants (:func:`check`).
 
-Replay one injection: ``PATCHWAVE_CRASH_SEED=<seed> PATCHWAVE_CRASH_INJECTIONS=1
-PATCHWAVE_CRASH_PROVIDERS=<provider> PATCHWAVE_CRASH_TARGETS=<worker|server>`` — a dirty result
-prints exactly that line. Every injection draws from ``random.Random(f"{seed}:{index}")``.
+Replay one injection: a dirty result prints its campaign's environment plus
+``PATCHWAVE_CRASH_INDEX=<i>`` (run only injection i of that campaign). Every injection draws its
+kill point from ``random.Random(f"{seed}:{provider}:{target}:{index}")``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from typing import Any
 from orchestrator.facts import FactStore
 from orchestrator.model import HostOutcome, StepStatus, VmOutcome
 from tests.crash.scenarios import Scenario, Target, opened
+from tests.fakeguest import FakeGuest
+from tests.fakeguest.testbed import INSTALLED, UPGRADES
 
 REPO = Path(__file__).resolve().parents[2]
 PROVIDERS = ("libvirt", "vsphere", "proxmox")
@@ -71,6 +73,7 @@ class Injection:
     violations: list[str] = field(default_factory=list)
     seconds: float = 0.0
     note: str = ""
+    campaign: str = ""  # the environment that replays this injection's campaign
 
     @property
     def clean(self) -> bool:
@@ -78,9 +81,8 @@ class Injection:
 
     def replay(self) -> str:
         return (
-            f"PATCHWAVE_CRASH_SEED={self.seed} PATCHWAVE_CRASH_INJECTIONS=1 "
-            f"PATCHWAVE_CRASH_PROVIDERS={self.provider} PATCHWAVE_CRASH_TARGETS={self.target} "
-            f"(injection {self.index}, kill point {self.point})"
+            f"{self.campaign} PATCHWAVE_CRASH_INDEX={self.index} "
+            f"({self.provider}/{self.target}, kill point {self.point})"
         )
 
 
@@ -178,7 +180,26 @@ def wait_exit(proc: subprocess.Popen[str], deadline_s: float) -> int | None:
 # ------------------------------------------------------------------------------------ invariants
 
 
-def check(scenario: Scenario, target: Target, run_id: str, resume_exit: int | None) -> list[str]:
+#: What one complete upgrade of a fake guest writes to its patch log.
+FULL_UPGRADE = [f"{name} {INSTALLED[name]} {UPGRADES[name]}" for name in sorted(INSTALLED)]
+
+
+def upgrade_runs(guest: FakeGuest, *, killed: bool) -> tuple[bool, str]:
+    """(ok, note): exactly one upgrade — or, after a kill, one interrupted before it committed
+    (its log is a strict prefix of a complete one; the fake commits the new versions at the end,
+    so nothing was applied) followed by one complete retry."""
+    patches, runs = guest.patches(), guest.upgrades()
+    if runs == 1 and patches == FULL_UPGRADE:
+        return True, ""
+    head, full = patches[: -len(FULL_UPGRADE)], patches[-len(FULL_UPGRADE) :]
+    if killed and runs == 2 and full == FULL_UPGRADE and head == FULL_UPGRADE[: len(head)]:
+        return True, f"{len(head)} package(s) of an interrupted, uncommitted upgrade redone"
+    return False, f"{runs} upgrade run(s), patches {patches} (expected 1 complete upgrade)"
+
+
+def check(
+    scenario: Scenario, target: Target, run_id: str, resume_exit: int | None, *, killed: bool = True
+) -> list[str]:
     """What must hold after the resumed run; every violation is one line."""
     bad: list[str] = []
     if resume_exit != 0:
@@ -196,10 +217,9 @@ def check(scenario: Scenario, target: Target, run_id: str, resume_exit: int | No
             if not isinstance(outcome, VmOutcome) or outcome.status is not StepStatus.SUCCEEDED:
                 bad.append(f"{name}: outcome {getattr(outcome, 'status', None)} (expected succeeded)")
             # no VM patched twice: the guest's own log counts real (non-simulated) upgrades
-            if guest.upgrades() != 1 or len(guest.patches()) != len(guest.installed()):
-                bad.append(
-                    f"{name}: {guest.upgrades()} upgrade run(s), patches {guest.patches()} (expected 1)"
-                )
+            ok, why = upgrade_runs(guest, killed=killed)
+            if not ok:
+                bad.append(f"{name}: {why}")
             if guest.installed() != {"demo-app": "1.1", "openssl": "3.0.15"}:
                 bad.append(f"{name}: installed {guest.installed()}")
             # no leaked snapshot: ours on the platform = exactly the one recorded and kept by policy
@@ -295,7 +315,7 @@ def calibrate(scenario: Scenario, root: Path) -> tuple[Calibration, list[str]]:
         if code is None:
             proc.kill()
             proc.wait()
-        violations = check(scenario, target, run_id, code)
+        violations = check(scenario, target, run_id, code, killed=False)
         if violations:
             violations.append("run log: " + tail(target, "run"))
         return Calibration(seconds, fact_records(target)), violations
@@ -317,7 +337,7 @@ def inject(scenario: Scenario, root: Path, kill: str, seed: str, index: int, cal
             time.sleep(0.02)
         if proc.poll() is not None:
             shot.run_exit = proc.returncode  # finished before the point: nothing was injected
-            shot.violations = check(scenario, target, run_id, proc.returncode)
+            shot.violations = check(scenario, target, run_id, proc.returncode, killed=False)
         else:
             shot.killed = _kill(shot, target, proc, kill)
             resumed = patchwave(target, "resume", run_id)
@@ -377,6 +397,7 @@ class Campaign:
     injections: int
     providers: Sequence[str] = PROVIDERS
     targets: Sequence[str] = KILL_TARGETS
+    only: int | None = None  # replay: run injection ``only`` of this campaign, nothing else
     results: list[Injection] = field(default_factory=list)
     calibrations: dict[str, Any] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
@@ -393,7 +414,7 @@ class Campaign:
         started = time.monotonic()
         todo = self.plan()
         for provider in self.providers:
-            mine = [(i, t) for i, (p, t) in enumerate(todo) if p == provider]
+            mine = [(i, t) for i, (p, t) in enumerate(todo) if p == provider and self.only in (None, i)]
             if not mine:
                 continue
             try:
@@ -404,6 +425,7 @@ class Campaign:
                         log(f"crash[{provider}] calibration run is not clean: {violations}")
                     for index, kill in mine:
                         shot = inject(scenario, workdir / provider / f"i{index}", kill, self.seed, index, cal)
+                        shot.campaign = self.environment()
                         self.results.append(shot)
                         status = "clean" if shot.clean else "DIRTY"
                         log(f"crash[{provider}/{kill}] #{index} {shot.point}: {status} ({shot.seconds}s)")
@@ -415,6 +437,12 @@ class Campaign:
                 self.unavailable[provider] = str(exc)
                 log(f"crash[{provider}] unavailable: {exc}")
         self.seconds = round(time.monotonic() - started, 1)
+
+    def environment(self) -> str:
+        return (
+            f"PATCHWAVE_CRASH_SEED={self.seed} PATCHWAVE_CRASH_INJECTIONS={self.injections} "
+            f"PATCHWAVE_CRASH_PROVIDERS={','.join(self.providers)} PATCHWAVE_CRASH_TARGETS={','.join(self.targets)}"
+        )
 
     def summary(self) -> dict[str, Any]:
         counted = [r for r in self.results if r.killed]

@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from orchestrator.config import load_settings
-from orchestrator.retry import ACTIVITIES, POLICIES
 from orchestrator.model import RunRequest, RunSummary, StepStatus
+from orchestrator.retry import ACTIVITIES, POLICIES
 from orchestrator.runs import exit_code, start_run, watch
 from orchestrator.session import Session
 from tests.fakeguest.platformbed import PlatformBed, build_platform_bed

@@ -57,7 +57,7 @@ HOLD_DPKG_LOCK = (
     "cat /tmp/dpkg-lock-holder.log"
 )
 # apt's install is running and demo-app is still 1.0: apt is waiting behind the held lock.
-APT_WAITING = "pgrep -f 'apt-get .*-y upgrade' >/dev/null && dpkg-query -W -f '${Version}' demo-app"
+APT_WAITING = "pgrep -f 'apt-get .* -y (dist-)?upgrade' >/dev/null && dpkg-query -W -f '${Version}' demo-app"
 REBOOT_RECORDS = "last -x reboot | grep -c '^reboot '"
 
 

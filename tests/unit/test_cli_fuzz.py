@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.cli import main  # noqa: E402
+from orchestrator.cli import main
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 WORKDIR = Path(tempfile.mkdtemp(prefix="patchwave-fuzz-"))

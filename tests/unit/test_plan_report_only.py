@@ -27,7 +27,10 @@ def test_the_plan_says_report_only_and_why_for_each_host() -> None:
     notes = [(w.target, w.code) for w in p.warnings if w.code == "report_only"]
     assert notes == [("east/e1", "report_only"), ("east/e2", "report_only"), ("east/e3", "report_only")]
     assert all(w.reason == REPORT_ONLY for w in p.warnings if w.code == "report_only")
-    assert REPORT_ONLY.startswith("report only:") and "not put into maintenance, patched or rebooted" in REPORT_ONLY
+    assert (
+        REPORT_ONLY.startswith("report only:")
+        and "not put into maintenance, patched or rebooted" in REPORT_ONLY
+    )
 
 
 def test_a_disconnected_host_is_still_blocked_in_report_only_mode() -> None:
