@@ -35,7 +35,7 @@ from orchestrator.model import HostOutcome, Plan, RunRequest, RunSummary, StepSt
 from orchestrator.notify_activities import NotifyActivities
 from orchestrator.planning import plan_from
 from orchestrator.vm_activities import VmActivities
-from orchestrator.windows import NoWindow, next_window
+from orchestrator.windows import NoWindow, best_window
 from providers.base import Capability, Inventory, NotFound, ProviderError
 
 FINAL = (StepStatus.SUCCEEDED, StepStatus.ROLLED_BACK, StepStatus.FAILED)
@@ -153,7 +153,7 @@ class Activities:
     def window_slot(self, query: WindowQuery) -> WindowSlot:
         spec = self.ctx.settings.window(query.window)
         try:
-            start, end = next_window(spec, datetime.fromisoformat(query.now))
+            start, end = best_window(spec, datetime.fromisoformat(query.now))
         except NoWindow:  # a finished RRULE, or every occurrence blacked out: the gate skips the VM
             return WindowSlot("", "", "")
         iso = [t.isoformat(timespec="seconds") for t in (start, end, end - spec.cutoff)]

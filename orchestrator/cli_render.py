@@ -68,9 +68,10 @@ def plan_tables(plan: Plan) -> list[Table]:
     head = Table(title=f"plan {plan.plan_id[:12]} ({plan.created_at})", show_header=False)
     head.add_row("sites", ", ".join(plan.sites))
     head.add_row("failure budget", str(plan.failure_budget))
-    fit = plan.window
-    head.add_row("window", f"{fit.window or '(none: runs now)'} {fit.start} .. {fit.end}".strip())
-    head.add_row("fits", "yes" if fit.fits else f"NO: {fit.note}")
+    for fit in plan.window_fits or (plan.window,):
+        cutoff = f" (new work until {fit.cutoff})" if fit.cutoff else ""
+        head.add_row("window", f"{fit.window or '(none: runs now)'} {fit.start} .. {fit.end}{cutoff}".strip())
+        head.add_row("fits", "yes" if fit.fits else f"NO: {fit.note}")
     tables = [head]
     if plan.host_phase:
         hosts = Table(title="hypervisor phase (one host at a time)")

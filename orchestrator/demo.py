@@ -10,6 +10,8 @@ updates listed read-only), then pw-lab-1 (canary, guest agent), then pw-lab-2 an
 host keys verified) are snapshotted, patched through apt, rebooted when the package asks, checked;
 pw-lab-2 is rolled back automatically. :class:`DemoReport` says what happened per VM (from the fact
 store and the guests themselves) and how long each stage took; ``lab down`` follows unless ``keep``.
+The run's own status is printed as it is ("failed": one VM rolled back); ``patchwave demo`` exits 0
+when the designed outcome happened (:attr:`DemoReport.as_expected`), else 1.
 
 **Test-driver demo** (``testdriver=True``; fast, no QEMU): ``config/testdriver.toml`` against
 libvirt's test driver, whose domain ``test`` is a fake Debian root (``tests/fakeguest``) patched

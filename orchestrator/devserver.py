@@ -17,9 +17,12 @@ import importlib.metadata
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import sysconfig
+import time
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -210,6 +213,7 @@ class DevServer:
     def _spawn(self) -> None:
         spec = self.spec
         spec.db_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _set_aside_if_incomplete(spec.db_file)
         # Workflow payloads live in the database: private like facts.db. The server runs with umask
         # 077 (see _server_child); files an older version left behind are tightened here.
         for path in (spec.db_file, *(spec.db_file.with_name(spec.db_file.name + s) for s in ("-wal", "-shm")),
@@ -303,3 +307,30 @@ def _server_child() -> None:
     os.umask(0o077)
     if sys.platform.startswith("linux"):
         _die_with_parent()
+
+
+def _set_aside_if_incomplete(db_file: Path) -> None:
+    """Move away a database whose very first server start was killed while it created the schema.
+
+    The dev server sets a database up only when the file does not exist; a half-created one makes
+    every later start fail ("no such table: cluster_metadata_info") and so blocks every run of the
+    state directory. Without cluster metadata the server never ran on it, so it holds no workflow
+    (the fact store has the runs): it is kept as ``<name>.incomplete-<time>`` and a fresh one made.
+    """
+    if not db_file.exists():
+        return
+    try:
+        with closing(sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=5)) as db:
+            table = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'cluster_metadata_info'"
+            complete = db.execute(table).fetchone() is not None and bool(
+                db.execute("SELECT COUNT(*) FROM cluster_metadata_info").fetchone()[0]
+            )
+    except sqlite3.Error:
+        return  # unreadable or locked: not ours to judge; the server reports what it finds
+    if complete:
+        return
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for suffix in ("", "-wal", "-shm"):
+        part = db_file.with_name(db_file.name + suffix)
+        if part.exists():
+            part.replace(part.with_name(f"{db_file.name}.incomplete-{stamp}{suffix}"))

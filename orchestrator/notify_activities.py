@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from temporalio import activity
 
 from orchestrator.context import Context
+from orchestrator.fact_records import utc
 from orchestrator.model import Plan, RunSummary, VmOutcome
 from orchestrator.notify import Notifier
 from orchestrator.notify_messages import local_time, run_context, summary_context, vm_context
@@ -39,6 +40,7 @@ class Notice:
     window_start: str = ""
     window_end: str = ""
     requested_by: str = ""
+    now: str = ""  # ISO UTC: the workflow's time when it asked (for "opens in N h")
 
 
 @dataclass(frozen=True)
@@ -90,10 +92,8 @@ class NotifyActivities:
         if notice.requested_by:
             context["requested_by"] = notice.requested_by
         if notice.window_start:
-            now = self.ctx.clock.now()
-            from orchestrator.fact_records import utc
-
-            hours = max(0.0, (utc(notice.window_start) - utc(now)).total_seconds() / 3600)
+            asked = utc(notice.now) if notice.now else self.ctx.clock.now()
+            hours = max(0.0, (utc(notice.window_start) - asked).total_seconds() / 3600)
             context["hours"] = f"{hours:.0f}" if hours >= 1 else f"{hours:.1f}"
         return context
 

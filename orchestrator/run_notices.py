@@ -37,7 +37,8 @@ class RunNotices:
         if not self.setup.enabled or key in self._sent:
             return
         self._sent.add(key)
-        notice = Notice(run_id=self.run_id, event=event, **fields)  # type: ignore[arg-type]
+        now = workflow.now().isoformat(timespec="seconds")
+        notice = Notice(run_id=self.run_id, event=event, now=now, **fields)  # type: ignore[arg-type]
         try:
             await call("notify", notice, result_type=NoticeResult, queue=CENTRAL_QUEUE)
         except ActivityError as err:  # never fails the run

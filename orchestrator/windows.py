@@ -150,6 +150,21 @@ def next_window(spec: WindowSpec, now: datetime) -> tuple[datetime, datetime]:
     )
 
 
+def best_window(spec: WindowSpec, now: datetime) -> tuple[datetime, datetime]:
+    """Like :func:`next_window`, but where occurrences overlap (a window longer than its recurrence
+    interval) the open one that closes last: the occurrence with the most room for new work."""
+    now = _aware(now)
+    best: tuple[datetime, datetime] | None = None
+    for start, end in upcoming(spec, now):
+        if start > now:
+            return best or (start, end)
+        if best is None or end > best[1]:
+            best = (start, end)
+    if best is None:
+        raise NoWindow(f"window {spec.name!r} ({spec.recurrence}) does not open in the next {HORIZON.days} days")
+    return best
+
+
 def windows_between(spec: WindowSpec, since: datetime, until: datetime) -> tuple[tuple[datetime, datetime], ...]:
     """The windows (start, end) that start in ``[since, until)``; UTC, ascending."""
     since, until = _aware(since), _aware(until)

@@ -244,13 +244,14 @@ async def test_serve_keeps_the_schedules_in_sync(env: WorkflowEnvironment, tmp_p
 
 async def test_a_scheduled_run_patches_its_group_under_its_own_id(env: WorkflowEnvironment, tmp_path: Path) -> None:
     # Real workers and activities (libvirt test driver + fake guests). The window opens every minute
-    # and lasts an hour, so the triggered run is admitted at once.
+    # and lasts an hour (occurrences overlap; the gate uses the one closing last), so the triggered
+    # run is admitted at once.
     import socket
 
     from orchestrator.context import Context
     from orchestrator.engine import workers
     from orchestrator.facts import FactStore
-    from orchestrator.model import StepStatus
+    from orchestrator.model import RunSummary, StepStatus
     from tests.fakeguest.testbed import GuestSpec, build
 
     with socket.socket() as sock:
@@ -277,7 +278,9 @@ async def test_a_scheduled_run_patches_its_group_under_its_own_id(env: WorkflowE
                     break
                 await asyncio.sleep(0.1)
             [action] = running
-            summary = await env.client.get_workflow_handle(action.workflow_id).result()
+            # a safety net, not a timing assertion: a run that waits for a window would hang here
+            run = env.client.get_workflow_handle(action.workflow_id, result_type=RunSummary)
+            summary = await asyncio.wait_for(run.result(), 300)
         record = facts.get_run(action.workflow_id)
     finally:
         ctx.close()

@@ -195,3 +195,54 @@ async def test_a_window_in_a_half_hour_offset_zone(env: WorkflowEnvironment, tmp
     assert opens.astimezone(UTC).strftime("%H:%M") == "21:45"
     for outcome in outcomes.values():
         assert opens <= started(outcome) < opens + timedelta(minutes=80)
+
+
+async def test_a_run_waiting_for_its_window_notifies_and_is_paused_meanwhile(
+    env: WorkflowEnvironment, tmp_path: Path, rollout_factory
+) -> None:
+    # A real local HTTP endpoint receives apprise json:// posts: the plan, the pre-notice an hour
+    # before the window, the start, and the halt (pw-b breaks after patching; budget 0).
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    posts: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            posts.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0")))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        now = await env.get_current_time()
+        opens = (now + timedelta(hours=5)).replace(second=0, microsecond=0)
+        window = (f'cron = "{opens.minute} {opens.hour} * * *"\nduration = "2h"\ntimezone = "UTC"\ncutoff = "10m"\n'
+                  f'[notifications]\nurls = ["json://127.0.0.1:{server.server_address[1]}/hook"]\nprenotice = "1h"')
+        specs = (GuestSpec("pw-a"), GuestSpec("pw-b", broken_after_patch=True))
+        rollout = rollout_factory(bed_with_window(tmp_path, window, specs, concurrency=1))
+        async with workers(rollout.env.client, rollout.ctx):
+            handle = await start_run(rollout.env.client, rollout.request)
+            summary: RunSummary = await handle.result()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert summary.status == "halted"
+    titles = [p["title"] for p in posts]
+    assert titles == [
+        "patchwave: plan for run-windows published",
+        "patchwave: run run-windows started",
+        "patchwave: maintenance window w opens in 1 h",
+        "patchwave: run run-windows HALTED",
+    ]
+    assert "failure budget exhausted" in posts[-1]["message"] and "pw-b" in posts[-1]["message"]
+    events = [(e.status, e.reason) for e in rollout.facts.run_events("run-windows")]
+    assert [s for s, _ in events] == ["planned", "running", "paused", "running", "halted"]
+    assert events[2][1] == f"waiting for maintenance window 'w' until {opens.isoformat()}"
+    assert all(started(o) >= opens for o in summary.vms if o.started_at)

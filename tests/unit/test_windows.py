@@ -281,3 +281,12 @@ def test_describe_says_when_the_window_opens_in_its_own_time_zone() -> None:
         "Sun 2026-05-10 03:30 CEST)"
     )
     assert describe(WEEKEND, utc(2026, 5, 9, 21)).startswith("window 'weekend' is open until Sun 2026-05-10 04:00")
+
+
+def test_where_occurrences_overlap_the_best_window_is_the_one_closing_last() -> None:
+    from orchestrator.windows import best_window
+
+    hourly_long = WindowSpec(name="h", cron="0 * * * *", duration_s=3 * 3600)  # always 3 open at once
+    assert next_window(hourly_long, utc(2026, 5, 6, 12, 30))[0] == utc(2026, 5, 6, 10)
+    assert best_window(hourly_long, utc(2026, 5, 6, 12, 30)) == (utc(2026, 5, 6, 12), utc(2026, 5, 6, 15))
+    assert best_window(WEEKEND, utc(2026, 5, 6, 12)) == next_window(WEEKEND, utc(2026, 5, 6, 12))
