@@ -103,6 +103,12 @@ async def probe(address: str, namespace: str, *, timeout_s: float = 2.0) -> Clie
     try:
         client = await asyncio.wait_for(Client.connect(address, namespace=namespace), timeout_s)
         if await asyncio.wait_for(client.service_client.check_health(), timeout_s):
+            # gRPC health can answer SERVING before the frontend serves namespace calls
+            # ("Frontend is not healthy yet" under load): ready means the namespace answers too.
+            await asyncio.wait_for(
+                client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=namespace)),
+                timeout_s,
+            )
             return client
     except (TimeoutError, RuntimeError, OSError, Exception):  # noqa: BLE001 - any failure = not up
         return None

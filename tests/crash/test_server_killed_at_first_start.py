@@ -47,7 +47,9 @@ async def test_a_half_created_database_is_set_aside_and_the_server_starts(tmp_pa
         assert await client.service_client.check_health()
     finally:
         await server.stop()
-    assert [p.name.split("-")[0] for p in state.glob("temporal.db.incomplete-*")] == ["temporal.db.incomplete"]
+    assert [p.name.split("-")[0] for p in state.glob("temporal.db.incomplete-*")] == [
+        "temporal.db.incomplete"
+    ]
 
 
 async def test_a_complete_database_is_kept_across_restarts(tmp_path: Path) -> None:
