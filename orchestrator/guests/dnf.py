@@ -29,7 +29,7 @@ from .packages import (
     section_command,
     split_sections,
 )
-from .rpm import parse_nevra, parse_rpm_query, rpm_query_all_command, rpm_query_command
+from .rpm import parse_nevra, parse_rpm_query, parse_rpm_versions, rpm_query_all_command, rpm_query_command
 
 LOCKED_EXIT = 200  # dnf's exit status for "lock held" (ProcessLockError / LockError)
 _SEVERITY_RANK = {"critical": 4, "important": 3, "moderate": 2, "low": 1}
@@ -224,7 +224,7 @@ class Dnf:
 
     def parse_installed(self, result: ExecResult) -> dict[str, str]:
         # rpm -q exits with the number of packages not installed: not an error here.
-        return {name: evr for (name, _arch), evr in parse_rpm_query(result.stdout).items()}
+        return parse_rpm_versions(result.stdout)
 
     def parse_needs_restart(self, result: ExecResult) -> tuple[str, ...]:
         names = [

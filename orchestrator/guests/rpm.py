@@ -94,3 +94,8 @@ def parse_rpm_query(text: str) -> dict[tuple[str, str], str]:
         if len(parts) == 3 and parts[0] and ":" in parts[2]:
             found[(parts[0], parts[1])] = strip_zero_epoch(parts[2].strip())
     return found
+
+
+def parse_rpm_versions(text: str) -> dict[str, str]:
+    """:func:`parse_rpm_query` keyed by name alone: {name: evr} (the arch dropped)."""
+    return {name: evr for (name, _arch), evr in parse_rpm_query(text).items()}

@@ -31,7 +31,7 @@ from .packages import (
     section_command,
     split_sections,
 )
-from .rpm import ARCHES, parse_nevra, parse_rpm_query, rpm_query_all_command, rpm_query_command
+from .rpm import ARCHES, parse_nevra, parse_rpm_versions, rpm_query_all_command, rpm_query_command
 
 EXIT_LOCKED = 7
 EXIT_REBOOT_NEEDED = 102
@@ -122,7 +122,7 @@ class Zypper:
         packages = self._packages(*sections["list-updates"])
         patches = self._patches(*sections.get("list-patches", ("", 0)))
         owners = _parse_patch_info(sections.get("patch-info", ("", 0))[0])
-        current = {name: v for (name, _a), v in parse_rpm_query(sections.get("rpm", ("", 0))[0]).items()}
+        current = parse_rpm_versions(sections.get("rpm", ("", 0))[0])
         updates = []
         for pkg in packages:
             mine = [patches[p] for p in owners.get(pkg["name"], ()) if p in patches]
@@ -199,7 +199,7 @@ class Zypper:
         )
 
     def parse_installed(self, result: ExecResult) -> dict[str, str]:
-        return {name: evr for (name, _arch), evr in parse_rpm_query(result.stdout).items()}
+        return parse_rpm_versions(result.stdout)
 
     def parse_needs_restart(self, result: ExecResult) -> tuple[str, ...]:
         """``zypper ps -s``: the Service column, or the Command where no service is named."""
