@@ -11,14 +11,15 @@ import asyncio
 import getpass
 import os
 import sys
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from orchestrator import cli_render as render
-from orchestrator.cli_errors import SecretBox, run_guarded
+from orchestrator.cli_errors import SecretBox, end_process, exit_abandoned, run_guarded
 from orchestrator.cli_settings import load
 from orchestrator.config import Settings
 from orchestrator.errors import OrchestratorError
@@ -35,6 +36,7 @@ lab_app = typer.Typer(no_args_is_help=True, help="The local Debian guest lab (li
 app.add_typer(snapshots_app, name="snapshots")
 app.add_typer(lab_app, name="lab")
 
+T = TypeVar("T")
 Names = Annotated[list[str] | None, typer.Option("--vm", help="Only these VM/host names (repeatable).")]
 
 
@@ -50,6 +52,24 @@ class Options:
         settings = load(self.config, state_dir=self.state_dir, log_format=self.log_format)
         self.box.secrets.extend(settings.secrets)
         return settings
+
+
+def _drive(opts: Options, work: Coroutine[Any, Any, T], view: render.ProgressView | None = None) -> T:
+    """``asyncio.run(work)`` for the commands that run workers: if the embedded Temporal server
+    dies under them (EngineLost) the process reports it and exits at once; ``asyncio.run`` would
+    otherwise wait minutes for the abandoned workers' tasks and threads."""
+
+    async def guarded() -> T:
+        try:
+            return await work
+        except Exception as exc:
+            if getattr(exc, "abandons_process", False):
+                if view is not None:
+                    view.__exit__(None, None, None)
+                exit_abandoned(exc, opts.box)
+            raise
+
+    return asyncio.run(guarded())
 
 
 def _opts(ctx: typer.Context) -> Options:
@@ -240,10 +260,12 @@ def run(
     ):
         typer.echo("no worker in this process: `patchwave serve` must be running for this Temporal", err=True)
     with render.ProgressView() as view:
-        summary = asyncio.run(
+        summary = _drive(
+            opts,
             operations.run(
                 settings, request, address=opts.temporal_address, ui=ui, worker=worker, on_progress=view
-            )
+            ),
+            view,
         )
     raise typer.Exit(_finish(summary, view))
 
@@ -256,8 +278,8 @@ def resume(ctx: typer.Context, run: str) -> None:
     opts = _opts(ctx)
     settings = opts.settings()
     with render.ProgressView() as view:
-        summary = asyncio.run(
-            operations.resume(settings, run, address=opts.temporal_address, on_progress=view)
+        summary = _drive(
+            opts, operations.resume(settings, run, address=opts.temporal_address, on_progress=view), view
         )
     raise typer.Exit(_finish(summary, view))
 
@@ -269,8 +291,8 @@ def rollback(ctx: typer.Context, run: str, vm: Names = None) -> None:
     from orchestrator.model import StepStatus
 
     opts = _opts(ctx)
-    outcomes = asyncio.run(
-        operations.rollback(opts.settings(), run, tuple(vm or ()), address=opts.temporal_address)
+    outcomes = _drive(
+        opts, operations.rollback(opts.settings(), run, tuple(vm or ()), address=opts.temporal_address)
     )
     render.console().print(render.outcomes_table(f"rollback of {run}", outcomes))
     raise typer.Exit(0 if all(o.status is StepStatus.ROLLED_BACK for o in outcomes) else 1)
@@ -310,7 +332,8 @@ def serve(
             err=True,
         )
 
-    asyncio.run(
+    _drive(
+        opts,
         operations.serve(
             opts.settings(),
             address=opts.temporal_address,
@@ -318,7 +341,7 @@ def serve(
             ready=lambda where: typer.echo(f"patchwave serving on {where}", err=True),
             schedules=schedules,
             on_sync=synced,
-        )
+        ),
     )
 
 
@@ -437,12 +460,20 @@ def _finish(summary: RunSummary, view: render.ProgressView) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: every expected error becomes one line on stderr and an exit code."""
+    """Entry point: every expected error becomes one line on stderr and an exit code.
+
+    Without ``argv`` (the ``patchwave`` script, ``python -m orchestrator.cli``: the command line is
+    the process's) the process ends here with that code, without interpreter finalization, which
+    the Temporal SDK's threads can crash (see :func:`~orchestrator.cli_errors.end_process`). With
+    ``argv`` (tests, embedding) the code is returned."""
     box = SecretBox()
     command = typer.main.get_command(app)
-    return run_guarded(
+    code = run_guarded(
         lambda: command.main(args=argv, prog_name="patchwave", standalone_mode=False, obj=box), box
     )
+    if argv is None:
+        end_process(code)
+    return code
 
 
 if __name__ == "__main__":

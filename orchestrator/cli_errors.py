@@ -7,11 +7,12 @@ Set ``PATCHWAVE_DEBUG=1`` to get the traceback of an unexpected error.
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from temporalio.exceptions import ApplicationError, FailureError
@@ -81,11 +82,53 @@ def run_guarded(command: Callable[[], Any], box: SecretBox | None = None) -> int
     except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
         if os.environ.get("PATCHWAVE_DEBUG"):
             traceback.print_exc()
-        line, code = classify(exc)
-        print(one_line(box.redact(line)), file=sys.stderr)
-        return code
+        return report(exc, box)
+
+
+def report(exc: BaseException, box: SecretBox) -> int:
+    """Print ``exc``'s one line (redacted) on stderr; its exit code."""
+    line, code = classify(exc)
+    print(one_line(box.redact(line)), file=sys.stderr)
+    return code
+
+
+def exit_abandoned(exc: BaseException, box: SecretBox) -> NoReturn:
+    """Report ``exc`` and end the process now, for errors after which the process must not wind
+    down normally (``abandons_process``: EngineLost leaves workers running against a dead server;
+    ``asyncio.run`` would wait for their tasks and threads for minutes)."""
+    code = report(exc, box)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def one_line(text: str) -> str:
     """``text`` with line breaks and other control characters escaped (a config key may hold "\\r")."""
     return "".join(ch if ch.isprintable() or ch == "\t" else repr(ch)[1:-1] for ch in text)
+
+
+def end_process(code: int) -> NoReturn:
+    """End the ``patchwave`` process with ``code``: exit handlers run, streams are flushed, then
+    ``os._exit`` — the interpreter is not finalized.
+
+    Why: the Temporal SDK's Rust core resolves our awaits from its own tokio threads, which no
+    Python exit joins. Such a thread is still inside the interpreter for a moment after the await
+    has its result (``call_soon_threadsafe``: it releases the GIL to write the loop's self-pipe and
+    then has to take it back). A short command (``doctor`` against a closed port: the connect fails
+    at once, exit 2) can get through to interpreter finalization within that moment; CPython < 3.14
+    then ends the thread in ``take_gil`` and the process aborts after its output was printed:
+    "Fatal Python error: PyGILState_Release: thread state ... must be current when releasing"
+    (SIGABRT, sometimes SIGSEGV; temporalio/sdk-python#300). No Python API stops or joins those
+    threads, so the process ends without finalization (nothing of ours needs it: every command
+    closes its files, stores, clients and servers itself). ``atexit`` handlers still run as at a
+    normal exit (logging flushes its handlers there).
+    """
+    try:
+        atexit._run_exitfuncs()  # what Py_Finalize would run first; prints a failing handler's error
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # closed pipe or stream: nothing more can be written
+                pass
+        os._exit(code)

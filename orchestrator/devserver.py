@@ -31,6 +31,7 @@ from google.protobuf.duration_pb2 import Duration
 from temporalio.api.namespace.v1 import NamespaceConfig
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, UpdateNamespaceRequest
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from orchestrator.errors import OrchestratorError
 
@@ -186,14 +187,51 @@ class DevServer:
 
     async def start(self) -> Client:
         spec = self.spec
-        self.client = await probe(spec.address, spec.namespace)
-        if self.client is None:
-            self.client = await self._previous_server()
-        if self.client is None:
-            self._spawn()
-            self.client = await self._wait_ready()
-        await set_retention(self.client, spec.namespace, spec.retention_s)
-        return self.client
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + spec.startup_timeout_s
+        while True:
+            await self._await_orphan()
+            client = await probe(spec.address, spec.namespace)
+            if client is None:
+                client = await self._previous_server()
+            if client is None:
+                self._spawn()
+                client = await self._wait_ready()
+            try:
+                await set_retention(client, spec.namespace, spec.retention_s)
+            except RPCError as exc:
+                # A server we did not start answered the probe and went away right after (it was
+                # stopping): look again instead of failing the command.
+                if self.owned or exc.status is not RPCStatusCode.UNAVAILABLE or loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+                continue
+            self.client = client
+            return client
+
+    async def _await_orphan(self) -> None:
+        """A server whose owner died got SIGTERM from the kernel (``PR_SET_PDEATHSIG``) and is
+        stopping, though it may still answer for a moment: wait until it has exited rather than
+        reuse it (or race it for the SQLite file)."""
+        recorded = _read_pid_file(self.pid_file)
+        if recorded is None:
+            return
+        pid, owner = recorded
+        if owner is None or owner == os.getpid() or _alive(owner):
+            return
+        if _server_pid(self.pid_file, self.spec.db_file) != pid:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.spec.startup_timeout_s
+        while _alive(pid) and _server_pid(self.pid_file, self.spec.db_file) == pid:
+            if loop.time() > deadline:
+                raise EngineError(
+                    f"the temporal server (pid {pid}) of a process that exited (pid {owner}) "
+                    f"still holds {self.spec.db_file}",
+                    step="engine",
+                    fix=f"stop it (kill {pid}) and try again",
+                )
+            await asyncio.sleep(0.1)
 
     async def _previous_server(self) -> Client | None:
         """A server of an earlier (crashed) run may still hold the SQLite file while it stops or
@@ -241,7 +279,9 @@ class DevServer:
             if log is not subprocess.DEVNULL:
                 log.close()
         self.owned = True
-        self.pid_file.write_text(f"{self._proc.pid}\n")
+        # "<server pid> <owner pid>": the next start can tell a server whose owner died (and which
+        # is therefore stopping) from one a live process serves.
+        self.pid_file.write_text(f"{self._proc.pid} {os.getpid()}\n")
 
     async def _wait_ready(self) -> Client:
         spec, proc = self.spec, self._proc
@@ -263,6 +303,21 @@ class DevServer:
         await self.stop()
         raise EngineError(f"temporal dev server not ready after {spec.startup_timeout_s:.0f}s", step="engine")
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    async def exited(self, *, poll_s: float = 0.5) -> int:
+        """Wait until the server this process started has exited; its exit status (negative: the
+        signal that killed it). Never returns for a reused server (its owner supervises it)."""
+        proc = self._proc
+        if proc is None or not self.owned:
+            await asyncio.Event().wait()
+        assert proc is not None
+        while proc.poll() is None:
+            await asyncio.sleep(poll_s)
+        return proc.returncode
+
     async def stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is None:
@@ -278,21 +333,35 @@ class DevServer:
 
 
 def _alive(pid: int) -> bool:
+    """Is ``pid`` a running process (a zombie, exited but not yet reaped, is not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no procfs: signal 0 is all we know
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def _read_pid_file(pid_file: Path) -> tuple[int, int | None] | None:
+    """``(server pid, owner pid)`` from the pid file (older files hold the server pid only)."""
+    try:
+        fields = pid_file.read_text().split()
+        return int(fields[0]), (int(fields[1]) if len(fields) > 1 else None)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _server_pid(pid_file: Path, db_file: Path) -> int | None:
     """The pid recorded in ``pid_file`` if that process is a dev server on ``db_file``."""
-    try:
-        pid = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
+    recorded = _read_pid_file(pid_file)
+    if recorded is None:
         return None
+    pid = recorded[0]
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:

@@ -12,11 +12,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
-from typing import Self
+from typing import Self, TypeVar
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -24,7 +24,14 @@ from temporalio.worker import Worker
 from orchestrator.activities import Activities
 from orchestrator.config import Settings
 from orchestrator.context import Context
-from orchestrator.devserver import DevServer, DevServerSpec, TemporalUnreachable, probe, temporal_binary
+from orchestrator.devserver import (
+    DevServer,
+    DevServerSpec,
+    EngineError,
+    TemporalUnreachable,
+    probe,
+    temporal_binary,
+)
 from orchestrator.messages import CENTRAL_QUEUE, site_queue
 from orchestrator.retry import RECOVERY_S
 from orchestrator.vm_workflow import VmPatch, VmRollback
@@ -34,6 +41,21 @@ WORKFLOWS = [PatchRun, VmPatch, RollbackRun, VmRollback]
 #: Activities in flight per worker; the shared thread pool is sized for all workers.
 MAX_CONCURRENT_ACTIVITIES = 16
 CONNECT_TIMEOUT_S = 5.0
+T = TypeVar("T")
+
+
+class EngineLost(EngineError):
+    """The embedded Temporal server this process started exited while we were using it (killed,
+    out of memory). Its SQLite file keeps every workflow: ``patchwave resume`` continues.
+
+    The session's workers are abandoned, not shut down (a graceful shutdown would retry the dead
+    server for minutes and wait for activities in flight): the process should exit right away, as
+    the CLI does (``abandons_process``). That is safe for the same reason a SIGKILLed worker is:
+    every side effect was journaled first and every activity checks real state when it is retried.
+    """
+
+    code = "engine_lost"
+    abandons_process = True
 
 
 class Engine:
@@ -85,6 +107,39 @@ class Engine:
         self._server = DevServer(spec)
         self._client = await self._server.start()
         return self._client
+
+    async def supervise(self, work: Awaitable[T], *, step: str = "engine", fix: str = "") -> T:
+        """Await ``work``; if the embedded server we started exits first, cancel it and raise
+        :class:`EngineLost` at once (instead of a client retrying a dead address for a long time).
+        Reused servers and external clusters are not ours to watch: ``work`` is simply awaited."""
+        server = self._server
+        task = asyncio.ensure_future(work)
+        if server is None or not server.owned:
+            return await task
+        pid = server.pid
+        died = asyncio.ensure_future(server.exited())
+        try:
+            await asyncio.wait({task, died}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            task.cancel()
+            raise
+        finally:
+            if not died.done():
+                died.cancel()
+        if task.done():
+            return task.result()
+        # Not awaited: a client call in flight keeps retrying the dead address for minutes before
+        # it sees the cancellation (the process exits right after EngineLost anyway).
+        task.cancel()
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
+        status = died.result()
+        how = f"was killed by signal {-status}" if status < 0 else f"exited with status {status}"
+        raise EngineLost(
+            f"the embedded Temporal server (pid {pid}) {how}; "
+            f"its database {self.settings.state.temporal_db} keeps the workflows",
+            step=step,
+            fix=fix or "run the command again",
+        )
 
     async def stop(self) -> None:
         if self._server is not None and self._server.owned:

@@ -65,6 +65,13 @@ class HostActivities:
         info = provider.get_host(host)
         if info.in_maintenance:
             if self._ours(task):
+                if task.step.evacuate:
+                    # A retry after a crash between "entering" and "in": on some platforms a host
+                    # is in maintenance before its guests are gone (PVE HA maintenance moves only
+                    # HA-managed guests; the provider moves the rest). Finish the evacuation:
+                    # enter_maintenance on a host already in maintenance only does what is left.
+                    with heartbeating(f"finishing the evacuation of {host}"):
+                        provider.enter_maintenance(host, evacuate=True, timeout=MAINTENANCE_TIMEOUT_S)
                 self.ctx.facts.record_maintenance(run_id, host, "in")
             else:
                 self.ctx.log.warning("host_already_in_maintenance", run=run_id, host=str(host))

@@ -157,9 +157,16 @@ async def run(
         )
     async with Session(settings, address=address, ui=ui, worker=worker) as session:
         assert session.facts is not None
-        await refuse_concurrent(session.client, session.facts, session.engine.address)
-        handle = await start_run(session.client, request)
-        return await watch(handle, on_progress)
+        facts = session.facts
+
+        async def start_and_watch() -> RunSummary:
+            await refuse_concurrent(session.client, facts, session.engine.address)
+            handle = await start_run(session.client, request)
+            return await watch(handle, on_progress)
+
+        return await session.engine.supervise(
+            start_and_watch(), step=request.run_id, fix=f"`patchwave resume {request.run_id}` continues the run"
+        )
 
 
 async def resume(
@@ -176,8 +183,15 @@ async def resume(
             raise ConfigChanged(run_id, record.config_digest, settings.digest)
     async with Session(settings, address=address) as session:
         assert session.facts is not None
-        handle = await resume_run(session.client, run_id, session.facts)
-        return await watch(handle, on_progress)
+        facts = session.facts
+
+        async def resume_and_watch() -> RunSummary:
+            handle = await resume_run(session.client, run_id, facts)
+            return await watch(handle, on_progress)
+
+        return await session.engine.supervise(
+            resume_and_watch(), step=run_id, fix=f"`patchwave resume {run_id}` again continues the run"
+        )
 
 
 async def rollback(
@@ -192,7 +206,11 @@ async def rollback(
         if name not in known:
             raise SelectionError(name, difflib.get_close_matches(name, known, n=3) or known[:5])
     async with Session(settings, address=address) as session:
-        return await rollback_run(session.client, run_id, vm_names)
+        return await session.engine.supervise(
+            rollback_run(session.client, run_id, vm_names),
+            step=run_id,
+            fix=f"`patchwave rollback {run_id}` again (reverts are idempotent)",
+        )
 
 
 async def approve(
@@ -247,6 +265,13 @@ async def serve(
             else None
         )
         ready(session.engine.address)
-        await stop.wait()
+        try:
+            # An embedded server that dies ends `serve` with an error: its supervisor (systemd)
+            # restarts it, and the new server continues every workflow from its SQLite file.
+            await session.engine.supervise(stop.wait(), step="serve", fix="start `patchwave serve` again")
+        except BaseException:
+            if syncing is not None:
+                syncing.cancel()  # not awaited: it may be waiting on the dead server
+            raise
         if syncing is not None:
             await syncing

@@ -14,7 +14,7 @@ from temporalio.client import Client
 
 from orchestrator.config import Settings
 from orchestrator.context import Context, ProviderOpener, open_site
-from orchestrator.engine import Engine, workers
+from orchestrator.engine import Engine, EngineLost, workers
 from orchestrator.facts import FactStore
 from providers.base import SYSTEM_CLOCK, Clock
 
@@ -38,6 +38,7 @@ class Session:
         self._log = log
         self._opener = opener
         self._stack = AsyncExitStack()
+        self._workers = AsyncExitStack()
         self.facts: FactStore | None = None
         self.context: Context | None = None
 
@@ -57,11 +58,24 @@ class Session:
                     self.settings, self.facts, clock=self._clock, log=self._log, opener=self._opener
                 )
                 stack.callback(self.context.close)
-                await stack.enter_async_context(workers(self.client, self.context))
+                await self._workers.__aenter__()
+                # Workers validate the namespace first: a server that dies meanwhile is EngineLost.
+                await self.engine.supervise(
+                    self._workers.enter_async_context(workers(self.client, self.context)),
+                    step="engine",
+                )
+        except EngineLost:
+            raise  # workers and the rest abandoned: the process exits next (see EngineLost)
         except BaseException:
+            await self._workers.aclose()
             await stack.aclose()
             raise
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if isinstance(exc, EngineLost):
+            # Abandoned with the dead server (see EngineLost), the process exits next: activities
+            # in flight keep their providers and fact store until then instead of failing midway.
+            return
+        await self._workers.aclose()
         await self._stack.aclose()

@@ -94,7 +94,9 @@ class VmActivities:
         target = self.ctx.health_target(task.step.vm, info)
         try:
             with heartbeating("baseline health"):
-                report = run_checks(self.ctx.health_checks(), target, clock=self.ctx.clock)
+                # strict: a guest the checks cannot reach (or trust) fails the activity — it was
+                # not found unhealthy, it was not checked (VmPatch: FAILED, not touched)
+                report = run_checks(self.ctx.health_checks(), target, clock=self.ctx.clock, strict=True)
         finally:
             target.close()
         self._record_health(task, "baseline_health", report)

@@ -2,6 +2,9 @@
 
 baseline health -> snapshot (intent recorded before the call) -> patch -> reboot (policy) ->
 health with a deadline -> on failure: revert the recorded snapshot + health -> outcome recorded.
+A baseline that ran and found the guest unhealthy -> SKIPPED (a broken guest is not patched); a
+baseline that could not run (unreachable guest, host key rejected, no agent...) -> FAILED, not
+touched: a guest we cannot check is never reported as fine.
 A VM whose outcome is already final in the fact store (a resumed run) is not touched again.
 
 Deterministic: no I/O, time from ``workflow.now()``, activities by name (:mod:`orchestrator.calls`).
@@ -125,10 +128,17 @@ class VmPatch:
 
     async def _attempt(self, task: VmTask, queue: str) -> VmOutcome:
         self._stage = "baseline"
-        baseline = await check_health("vm_baseline_health", task, queue)
-        if baseline is None or not baseline.ok:
-            why = "baseline health check could not run" if baseline is None else baseline.failures
-            return replace(self._known, status=StepStatus.SKIPPED, error=f"unhealthy before patching: {why}")
+        try:
+            baseline = await call("vm_baseline_health", task, result_type=HealthReport, queue=queue)
+        except ActivityError as err:
+            if isinstance(err.cause, CancelledError):  # the run was cancelled: not attempted, resumable
+                return replace(self._known, status=StepStatus.SKIPPED, error="not attempted: run cancelled")
+            # Not checked is not healthy: an unreachable or impostor guest must not pass as skipped.
+            why = f"not touched: baseline health check could not run: {describe(err)}"
+            return replace(self._known, status=StepStatus.FAILED, error=why)
+        if not baseline.ok:  # checked and already broken: not ours to patch
+            why = f"unhealthy before patching: {baseline.failures}"
+            return replace(self._known, status=StepStatus.SKIPPED, error=why)
         self._stage = "snapshot"
         try:
             snap = await call("vm_snapshot", task, result_type=SnapshotResult, queue=queue)

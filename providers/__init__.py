@@ -33,7 +33,7 @@ def parse_settings(kind: str, site: str, raw: Mapping[str, Any]) -> Any:
 
 def open_provider(kind: str, settings: Any) -> Provider:
     """Connect an adapter with settings returned by :func:`parse_settings`."""
-    module_name, sdk, extra = KINDS[kind]
+    _module, sdk, extra = KINDS[kind]
     try:
         importlib.import_module(sdk)
     except ImportError as exc:

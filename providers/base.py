@@ -529,7 +529,11 @@ class GuestExecOps(Protocol):
 class MaintenanceOps(Protocol):
     """Capability.HOST_MAINTENANCE (HOST_EVACUATE when ``evacuate`` moves guests away)."""
 
-    def enter_maintenance(self, host: HostRef, *, evacuate: bool, timeout: float) -> None: ...
+    def enter_maintenance(self, host: HostRef, *, evacuate: bool, timeout: float) -> None:
+        """Idempotent: on a host already in maintenance, only what is left is done (with
+        ``evacuate``: move the guests still running there; a retry after a crash relies on it)."""
+        ...
+
     def exit_maintenance(self, host: HostRef, *, timeout: float) -> None: ...
 
 

@@ -4,6 +4,9 @@ One check is tried up to ``1 + retries`` times, ``interval`` apart, each try bou
 ``timeout``. :func:`run_checks` runs a VM's checks once and reports every result;
 :func:`wait_healthy` repeats :func:`run_checks` until all pass or the deadline ends (the post-patch
 check). Nothing raises for an unhealthy guest — that is a result. Time is injected (``clock``).
+``strict`` (the baseline, before anything is touched): a check that could not reach the guest at
+all (unreachable, host key rejected, authentication, no agent — any channel error but a command
+timeout) raises that error instead of reporting the guest unhealthy: the check did not run.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator.config import HealthCheckSettings
 from orchestrator.messages import CheckResult, HealthReport
-from providers.base import SYSTEM_CLOCK, Clock, ProviderError
+from providers.base import SYSTEM_CLOCK, Clock, ProviderError, ProviderTimeout
 
 if TYPE_CHECKING:
     from orchestrator.guests.channel import GuestChannel
@@ -112,9 +115,12 @@ PROBES: dict[str, Callable[[HealthCheckSettings, HealthTarget], tuple[bool, str]
 
 
 def run_check(
-    check: HealthCheckSettings, target: HealthTarget, *, clock: Clock = SYSTEM_CLOCK
+    check: HealthCheckSettings, target: HealthTarget, *, clock: Clock = SYSTEM_CLOCK, strict: bool = False
 ) -> CheckResult:
-    """Try ``check`` up to ``1 + retries`` times; the last try's detail is reported."""
+    """Try ``check`` up to ``1 + retries`` times; the last try's detail is reported.
+
+    ``strict``: a channel error other than a command timeout raises (a permanent one at once, a
+    transient one when it is still there at the last try) instead of counting as unhealthy."""
     probe = PROBES[check.kind]
     detail = ""
     attempts = max(1, 1 + check.retries)
@@ -122,6 +128,8 @@ def run_check(
         try:
             ok, detail = probe(check, target)
         except ProviderError as exc:  # unreachable guest, command timeout: unhealthy, not an error
+            if strict and not isinstance(exc, ProviderTimeout) and (not exc.retryable or attempt == attempts):
+                raise  # the check could not run: that says nothing about the guest's health
             ok, detail = False, f"{type(exc).__name__}: {exc}"
         if ok:
             return CheckResult(check.name, check.kind, True, detail, attempt)
@@ -131,10 +139,14 @@ def run_check(
 
 
 def run_checks(
-    checks: Sequence[HealthCheckSettings], target: HealthTarget, *, clock: Clock = SYSTEM_CLOCK
+    checks: Sequence[HealthCheckSettings],
+    target: HealthTarget,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+    strict: bool = False,
 ) -> HealthReport:
     """Run every check that applies to ``target`` once (with its retries). No checks = healthy."""
-    results = tuple(run_check(c, target, clock=clock) for c in checks if applies(c, target))
+    results = tuple(run_check(c, target, clock=clock, strict=strict) for c in checks if applies(c, target))
     return HealthReport(ok=all(r.ok for r in results), results=results)
 
 

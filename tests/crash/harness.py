@@ -12,8 +12,9 @@ One injection:
    (steps, outcomes, snapshot and maintenance rows), or ``delay:S`` — S seconds after the start,
    S drawn from the provider's measured clean run; the kill target is the ``patchwave run``
    process (``worker``) or the dev server (``server``, pid from ``<state>/temporal.db.pid``);
-4. after a server kill the orphaned ``patchwave run`` is given a grace period to give up, then
-   killed too (a run whose engine is gone cannot finish by itself);
+4. after a server kill ``patchwave run`` must notice by itself (it supervises the server it
+   started) and exit with the resume hint; one still running after a grace period is killed and
+   the injection is dirty;
 5. ``patchwave resume RUN`` until it exits, then the invariants (tests/crash/invariants.py).
 
 Replay one injection: a dirty result prints its campaign's environment plus
@@ -48,6 +49,8 @@ RECOVERY_S = 3.0
 #: Deadlines for the subprocesses (not assertions on durations: a run past them is "never finished").
 RUN_DEADLINE_S = 180.0
 ORPHAN_GRACE_S = 20.0
+#: Replacement injections per (provider, kill target) for runs that finished before their kill point.
+TOP_UPS = 3
 DEFAULT_SUMMARY = REPO / ".cache" / "crash-injection.json"
 
 
@@ -128,7 +131,7 @@ def tail(target: Target, command: str, size: int = 3000) -> str:
 def server_pid(target: Target) -> int | None:
     """The dev server's pid from the pidfile devserver.py writes (``<state>/temporal.db.pid``)."""
     try:
-        pid = int((target.state / "temporal.db.pid").read_text().strip())
+        pid = int((target.state / "temporal.db.pid").read_text().split()[0])
         argv = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return None
@@ -276,10 +279,15 @@ def _kill(shot: Injection, target: Target, proc: subprocess.Popen[str], kill: st
         return False
     os.kill(pid, signal.SIGKILL)
     shot.run_exit = wait_exit(proc, ORPHAN_GRACE_S)
-    if shot.run_exit is None:  # the orphaned run: its engine is gone
+    if shot.run_exit is None:  # the run did not notice that its engine is gone
         proc.send_signal(signal.SIGKILL)
         shot.run_exit = proc.wait(timeout=30)
         shot.orphan_killed = True
+        shot.violations.append(
+            f"`patchwave run` was still running {ORPHAN_GRACE_S:.0f}s after its Temporal server was killed"
+        )
+    elif shot.run_exit not in (0, 1):
+        shot.violations.append(f"`patchwave run` exited with {shot.run_exit} after its server was killed")
     return True
 
 
@@ -298,18 +306,34 @@ class Campaign:
     unavailable: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        return [(p, t) for p in self.providers for t in self.targets]
+
+    def pair_of(self, index: int) -> tuple[str, str]:
+        """(provider, kill target) of injection ``index``: round-robin, so every pair gets its share
+        (top-up indices past the plan keep the same residue as the injection they replace)."""
+        return self.pairs[index % len(self.pairs)]
+
     def plan(self) -> list[tuple[str, str]]:
-        """(provider, kill target) per injection, round-robin so every pair gets its share."""
-        pairs = [(p, t) for p in self.providers for t in self.targets]
-        return [pairs[i % len(pairs)] for i in range(self.injections)]
+        return [self.pair_of(i) for i in range(self.injections)]
+
+    def top_ups(self, pair: tuple[str, str]) -> list[int]:
+        """Indices for replacing injections of ``pair`` whose run finished before the kill point
+        (such a run is checked but not counted): past the plan, at most :data:`TOP_UPS` each."""
+        width = len(self.pairs)
+        first = -(-self.injections // width) * width + self.pairs.index(pair)
+        return [first + j * width for j in range(TOP_UPS)]
 
     def run(self, workdir: Path, log: Callable[[str], None] = print) -> None:
         from tests.crash.scenarios import Unavailable
 
         started = time.monotonic()
-        todo = self.plan()
+        todo = list(enumerate(self.plan()))
+        if self.only is not None:
+            todo = [(self.only, self.pair_of(self.only))]
         for provider in self.providers:
-            mine = [(i, t) for i, (p, t) in enumerate(todo) if p == provider and self.only in (None, i)]
+            mine = [(i, t) for i, (p, t) in todo if p == provider]
             if not mine:
                 continue
             try:
@@ -319,19 +343,34 @@ class Campaign:
                     if violations:
                         log(f"crash[{provider}] calibration run is not clean: {violations}")
                     for index, kill in mine:
-                        shot = inject(scenario, workdir / provider / f"i{index}", kill, self.seed, index, cal)
-                        shot.campaign = self.environment()
-                        self.results.append(shot)
-                        status = "clean" if shot.clean else "DIRTY"
-                        log(f"crash[{provider}/{kill}] #{index} {shot.point}: {status} ({shot.seconds}s)")
-                        if not shot.clean:
-                            log(f"  replay: {shot.replay()}")
-                            for line in shot.violations:
-                                log(f"  - {line}")
+                        self._inject(scenario, workdir, provider, kill, index, cal, log)
+                    if self.only is None:
+                        for kill in self.targets:
+                            for index in self.top_ups((provider, kill)):
+                                missing = sum(1 for i, t in mine if t == kill) - sum(
+                                    1 for r in self.results if (r.provider, r.target) == (provider, kill) and r.killed
+                                )
+                                if missing <= 0:
+                                    break
+                                self._inject(scenario, workdir, provider, kill, index, cal, log)
             except Unavailable as exc:
                 self.unavailable[provider] = str(exc)
                 log(f"crash[{provider}] unavailable: {exc}")
         self.seconds = round(time.monotonic() - started, 1)
+
+    def _inject(
+        self, scenario: Scenario, workdir: Path, provider: str, kill: str, index: int, cal: Calibration,
+        log: Callable[[str], None],
+    ) -> None:  # fmt: skip
+        shot = inject(scenario, workdir / provider / f"i{index}", kill, self.seed, index, cal)
+        shot.campaign = self.environment()
+        self.results.append(shot)
+        status = ("clean" if shot.clean else "DIRTY") + ("" if shot.killed else ", run finished first: not counted")
+        log(f"crash[{provider}/{kill}] #{index} {shot.point}: {status} ({shot.seconds}s)")
+        if not shot.clean:
+            log(f"  replay: {shot.replay()}")
+            for line in shot.violations:
+                log(f"  - {line}")
 
     def environment(self) -> str:
         return (

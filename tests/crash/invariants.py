@@ -75,6 +75,16 @@ def check(
                 bad.append(f"hosts not at build {report['expected_build']}: {stale}")
             if any(n > 1 for n in report.get("max_concurrent", {}).values()):
                 bad.append(f"more than one host in maintenance at once: {report['max_concurrent']}")
+            # hosts patched over SSH (Proxmox): per host, what each package upgrade run changed (0:
+            # nothing); one run installs, a retry that finds nothing pending may only change nothing
+            for host, runs in sorted(report.get("upgrades", {}).items()):
+                if sum(1 for changed in runs if changed) != 1:
+                    bad.append(f"host {host}: {len(runs)} upgrade run(s), changes per run {runs} "
+                               "(expected exactly one run that changed packages)")  # fmt: skip
+            rebooted = {h: n for h, n in report.get("reboots", {}).items() if n != 1}
+            if rebooted:
+                bad.append(f"hosts not rebooted exactly once onto the new build: {rebooted}")
+            bad.extend(f"unsafe host reboot: {line}" for line in report.get("unsafe_reboots", []))
         left = facts.hosts_in_maintenance()
         if left:
             bad.append(f"fact store: hosts still in maintenance {[str(m.host) for m in left]}")

@@ -13,8 +13,11 @@ carry a run's ownership, the hosts in maintenance, the hosts' builds.
   not provide. Our snapshots are deleted after each injection's checks.
 * ``vsphere`` — our vcsim launcher (tests/vcsim), 2 hosts / 3 VMs, a fresh simulator per
   injection: hypervisor phase (maintenance with evacuation, platform patch, reboot) and guests.
-* ``proxmox`` — the PVE simulator (tests/pvesim) in this process (threads), 2 nodes / 3 VMs, fresh
-  per injection; guests only (see :data:`PROXMOX_HOSTS_NOTE`).
+* ``proxmox`` — the PVE simulator (tests/pvesim) in this process (threads: the API and one SSH
+  server per node), 2 nodes / 3 VMs (one HA-managed), fresh per injection: hypervisor phase (HA node
+  maintenance over SSH with evacuation, ``[hosts] patch = "ssh"``: ``apt dist-upgrade`` onto a new
+  kernel over each node's own SSH port, reboot) and guests, as tests/e2e/test_proxmox_run.py runs it.
+  Its host report comes from the simulator's state and event log (kernels, maintenance, apt runs).
 """
 
 from __future__ import annotations
@@ -35,10 +38,17 @@ from tests.fakeguest.testbed import INSTALLED, UPGRADES
 PASSWORD_ENV = "PW_CRASH_PASSWORD"
 ESX_OLD, ESX_NEW = "21930508", "23307199"
 DEPOT = "https://depot.example/VMware-ESXi-7.0U3-sim-depot.zip"
-#: Why the Proxmox scenario has no hypervisor phase: `[hosts] patch = "ssh"` is the only host patch
-#: mode for PVE, and the simulator's node shell does not speak the guest layer's apt protocol
-#: (os-release/section markers); with `patch = "none"` the planner has no host phase at all.
-PROXMOX_HOSTS_NOTE = "proxmox: guests only (the PVE simulator's node shell cannot run the SSH host patch)"
+#: The PVE nodes' packages (as tests/pvesim's populated cluster): the kernel package's candidate adds
+#: a kernel, so each node is rebooted from PVE_OLD_KERNEL onto PVE_NEW_KERNEL.
+PVE_PACKAGES = {
+    "proxmox-ve": ["9.1.0", "9.1.0"],
+    "pve-manager": ["9.1.3", "9.1.4"],
+    "proxmox-kernel-6.14": ["6.14.8-2", "6.14.11-1"],
+    "openssl": ["3.5.1-1", "3.5.1-1+deb13u1"],
+}
+PVE_OLD_KERNEL, PVE_NEW_KERNEL = "6.14.8-2-pve", "6.14.11-1-pve"
+#: The simulator's events a Proxmox host report reads.
+PVE_HOST_EVENTS = ("maintenance_enabled", "maintenance_disabled", "apt_upgrade", "node_reboot", "node_online")
 
 TCG_DOMAIN = """<domain type='qemu'>
   <name>{name}</name>
@@ -323,9 +333,11 @@ class VsphereScenario:
 
 
 class ProxmoxScenario:
-    """A fresh PVE simulator (threads in this process) per injection: 2 nodes, 3 running VMs."""
+    """A fresh PVE simulator (threads in this process) per injection: 2 nodes, 3 running VMs (web-2
+    HA-managed); hypervisor phase + guests, configured as tests/e2e/test_proxmox_run.py does."""
 
     name = "proxmox"
+    nodes = ("pve1", "pve2")
 
     def __init__(self) -> None:
         try:
@@ -337,43 +349,109 @@ class ProxmoxScenario:
 
     def target(self, root: Path, port: int) -> Target:
         from providers.proxmox import open_provider
-        from tests.pvesim import SimConfig, Simulator
+        from tests.pvesim import ROOT_PASSWORD, SimConfig, Simulator
         from tests.pvesim.harness import FAST, settings_for
 
-        config = SimConfig(task_duration=0.05, migrate_duration=0.1, ha_delay=0.05, reboot_offline=0.2)
-        sim = Simulator(config, ssh=False, populated=False, workdir=root / "pvesim")
+        config = SimConfig(task_duration=0.02, migrate_duration=0.05, ha_delay=0.05, reboot_offline=0.2)
         (root / "pvesim").mkdir(parents=True, exist_ok=True)
-        for node in ("pve1", "pve2"):
-            sim.cluster.add_node(node)
-        for vmid, name, node in ((100, "web-1", "pve1"), (101, "web-2", "pve2"), (102, "app-1", "pve1")):
-            sim.cluster.add_guest(vmid, "qemu", name, node)
-        sim.start()
+        sim = Simulator(config, populated=False, workdir=root / "pvesim")
+        for node in self.nodes:  # before start(): each node gets its own SSH server
+            sim.cluster.add_node(
+                node,
+                kernel_running=PVE_OLD_KERNEL,
+                kernels_installed=[PVE_OLD_KERNEL],
+                packages={name: list(versions) for name, versions in PVE_PACKAGES.items()},
+            )
+        for vmid, name, node, ha in (
+            (100, "web-1", "pve1", False),
+            (101, "web-2", "pve2", True),
+            (102, "app-1", "pve1", False),
+        ):
+            sim.cluster.add_guest(vmid, "qemu", name, node, ha_managed=ha)
         self._sims[root] = sim
+        sim.start()
         provider = open_provider(settings_for(sim))
         self._providers[root] = provider
         vms = {vm.ref.name: vm.ref for vm in provider.inventory().vms}
         guests = make_guests(root, sorted(vms))
+        key = sim.client_key(root / "id_ed25519")
+        known = sim.write_known_hosts(root / "known_hosts")
+        ssh = f'user = "root", host = "127.0.0.1", key_file = "{key}", known_hosts = "{known}"'
         fast = "".join(f"{k} = {v}\n" for k, v in FAST.items())
         provider_toml = (
             f'kind = "proxmox"\nhost = "127.0.0.1"\nport = {sim.port}\nca_file = "{sim.ca_file}"\n'
-            f'user = "root@pam"\npassword = {{ env = "{PASSWORD_ENV}" }}\n{fast}'
+            f'user = "root@pam"\npassword = {{ env = "{PASSWORD_ENV}" }}\nmaintenance = "ha"\n{fast}'
+            f"ssh = {{ {ssh}, port = {sim.ssh_servers[self.nodes[0]].port} }}"
         )
-        from tests.pvesim import ROOT_PASSWORD
-
-        target = Target(root=root, site="pve", guests=guests, vms=vms, env={PASSWORD_ENV: ROOT_PASSWORD})
-        write_config(target, port=port, provider=provider_toml, guests=guests)
+        hosts = (
+            '[hosts]\nenabled = true\nscope = "all"\npatch = "ssh"\nreboot = "if-required"\n'
+            f'evacuate = true\ndefault_duration = "5m"\nssh = {{ {ssh} }}\n'
+            + "".join(
+                f'[hosts.overrides."{node}"]\nssh = {{ port = {sim.ssh_servers[node].port} }}\n'
+                for node in self.nodes
+            )
+        )
+        target = Target(
+            root=root, site="pve", guests=guests, vms=vms, env={PASSWORD_ENV: ROOT_PASSWORD}, hosts=True
+        )
+        write_config(target, port=port, provider=provider_toml, hosts=hosts, guests=guests)
         return target
 
     def owned_snapshots(self, target: Target, run_id: str) -> dict[str, list[SnapshotInfo]]:
         provider = self._providers[target.root]
         return {n: _owned(provider.list_snapshots(ref), run_id) for n, ref in target.vms.items()}
 
+    def simulator(self, target: Target) -> Any:
+        """The target's :class:`tests.pvesim.Simulator` (tests that stage a crash's leftovers)."""
+        return self._sims[target.root]
+
     def hosts_in_maintenance(self, target: Target) -> list[str]:
-        state = self._sims[target.root].state()
-        return sorted(n for n, node in state["nodes"].items() if node["ha_maintenance"])
+        """Nodes with an HA maintenance request (``ha-manager crm-command node-maintenance enable``)
+        or in maintenance as the CRM reports it (``node_status`` "maintenance")."""
+        cluster = self._sims[target.root].cluster
+        with cluster.lock:
+            cluster.tick()
+            return sorted(cluster.in_maintenance())
 
     def host_report(self, target: Target) -> dict[str, Any]:
-        return {}
+        """From the simulator: each node's running kernel (its "build"; PVE_OLD_KERNEL before the
+        run), and from its event log the most nodes in maintenance at once (a request counts, as in
+        :meth:`hosts_in_maintenance`), what each ``apt dist-upgrade`` run changed per node (the
+        simulator's count of lines; 0: nothing), how often each node was rebooted (the new kernel
+        needs one reboot) and every reboot of a node that was not the only one in maintenance or
+        still ran guests."""
+        state = self._sims[target.root].state()
+        events = [e for e in state["events"] if e["kind"] in PVE_HOST_EVENTS]
+        in_maintenance: set[str] = set()
+        most = 0
+        upgrades: dict[str, list[int]] = {node: [] for node in state["nodes"]}
+        reboots = dict.fromkeys(state["nodes"], 0)
+        unsafe = []
+        for event in events:
+            kind, node = event["kind"], event["subject"]
+            if kind == "maintenance_enabled":
+                in_maintenance.add(node)
+                most = max(most, len(in_maintenance))
+            elif kind == "maintenance_disabled":
+                in_maintenance.discard(node)
+            elif kind == "apt_upgrade":
+                upgrades[node].append(int(event["changed"]))
+            elif kind == "node_reboot":
+                reboots[node] += 1
+                if event["maintenance"] != [node] or event["running_guests"]:
+                    unsafe.append(
+                        f"{node} rebooted with nodes {event['maintenance']} in maintenance "
+                        f"and guests {event['running_guests']} running on it"
+                    )
+        return {
+            "builds": {node: s["kernel"] for node, s in state["nodes"].items()},
+            "expected_build": PVE_NEW_KERNEL,
+            "max_concurrent": {"lab": most},
+            "events": [(e["kind"], e["subject"]) for e in events],
+            "upgrades": upgrades,
+            "reboots": reboots,
+            "unsafe_reboots": unsafe,
+        }
 
     def release(self, target: Target) -> None:
         provider = self._providers.pop(target.root, None)

@@ -151,9 +151,10 @@ def step_id(bed: DriverBed, name: str) -> str:
     return f"vm:td:{bed.uuids[name]}"
 
 
-def run_and_kill(bed: DriverBed) -> tuple[str, str]:
+def run_and_kill(bed: DriverBed, *, kill_server: bool = False) -> int:
     """Start `patchwave run`; SIGKILL it once the first VM finished and the second one's upgrade
-    was installed (its `vm_patch` activity still lingering)."""
+    was installed (its `vm_patch` activity still lingering). With ``kill_server`` the embedded
+    Temporal server is killed instead, and `patchwave run` must notice and exit by itself."""
     first, second = sorted(bed.guests)
     proc = patchwave(bed, "run", "--run-id", RUN)
     facts = FactStore(bed.state / "facts.db")
@@ -172,12 +173,21 @@ def run_and_kill(bed: DriverBed) -> tuple[str, str]:
         )
     finally:
         facts.close()
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    if kill_server:
+        server = int((bed.state / "temporal.db.pid").read_text().split()[0])
+        os.kill(server, signal.SIGKILL)
+        try:
+            proc.wait(timeout=PHASE_DEADLINE_S)  # a deadline for "never exits", not a timing
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail(f"`patchwave run` kept running after its Temporal server died:\n{output(bed, 'run')}")
+    else:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
     (bed.guests[second].state / "delay-after-apply").unlink()
     # Its dev server gets SIGTERM from the kernel (PR_SET_PDEATHSIG) and may still be stopping:
     # the next DevServer.start waits for it (temporal.db.pid) instead of racing it for the SQLite file.
-    return first, second
+    return proc.returncode
 
 
 def resume(bed: DriverBed) -> tuple[int, str]:
@@ -254,3 +264,16 @@ def test_resume_starts_a_new_execution_when_the_old_one_was_terminated(bed: Driv
 
     runs = asyncio.run(executions())
     assert first_execution in runs and len(runs) == 2
+
+
+def test_a_killed_dev_server_ends_the_run_with_a_resume_hint(bed: DriverBed, domains) -> None:
+    code = run_and_kill(bed, kill_server=True)
+    out = output(bed, "run")
+    assert code == 1, out[-3000:]
+    last = out.strip().splitlines()[-1]
+    assert "the embedded Temporal server" in last and "killed by signal 9" in last, out[-3000:]
+    assert f"patchwave resume {RUN}" in last, last
+    assert "Traceback" not in out and "internal error" not in out, out[-3000:]
+    code, out = resume(bed)
+    assert code == 0, out[-4000:]
+    assert_nothing_done_twice(bed, domains)

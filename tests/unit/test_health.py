@@ -142,3 +142,39 @@ def test_wait_healthy_gives_the_last_report_at_the_deadline() -> None:
         [check("command", command="exit 1")], local_target(), deadline_s=12, interval_s=5, clock=clock
     )
     assert not report.ok and clock.t >= 12 and sum(clock.sleeps) == clock.t
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_strict_checks_raise_when_they_cannot_reach_the_guest_instead_of_calling_it_unhealthy() -> None:
+    """The baseline's mode: a check that did not run says nothing about health (VmPatch: FAILED)."""
+    from orchestrator.guests.errors import GuestUnreachable
+    from orchestrator.guests.ssh import SshChannel, SshTarget
+    from providers.base import ProviderError
+
+    port = closed_port()
+    unreachable = HealthTarget("web-1", channel=lambda: SshChannel(SshTarget("127.0.0.1", port=port)))
+    probe = check("command", command="true", retries=2, interval_s=4.0)
+    lenient = run_check(probe, unreachable, clock=StepClock())
+    assert not lenient.ok and lenient.detail.startswith("GuestUnreachable: ssh connect failed")
+    clock = StepClock()
+    with pytest.raises(GuestUnreachable):  # transient: raised only when the last try still fails
+        run_check(probe, unreachable, clock=clock, strict=True)
+    assert clock.sleeps == [4.0, 4.0]
+    clock = StepClock()
+    with pytest.raises(ProviderError, match="needs a guest channel"):  # permanent: at once, no retries
+        run_checks([probe], HealthTarget("web-1"), clock=clock, strict=True)
+    assert clock.sleeps == []
+
+
+def test_strict_checks_still_report_a_guest_that_answers_badly_or_too_slowly_as_unhealthy() -> None:
+    failing = run_check(check("command", command="exit 3"), local_target(), strict=True)
+    slow = run_check(check("command", command="sleep 5", timeout_s=0.2), local_target(), strict=True)
+    assert (failing.ok, failing.detail) == (False, "exit 3")
+    assert not slow.ok and slow.detail.startswith("ProviderTimeout: command timed out")
+    refused = run_checks([check("tcp", address=f"127.0.0.1:{closed_port()}")], HealthTarget("x"), strict=True)
+    assert not refused.ok  # http/tcp probes ran: nothing listening is an answer

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _readme_commands() -> list[str]:
     text = (ROOT / "README.md").read_text()
     section = text.split("## Set up", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```sh\n(.+?)\n```", section, flags=re.S)
+    return re.findall(r"```sh\n(.+?)\n```", section, flags=re.DOTALL)
 
 
 def test_readme_has_exactly_two_setup_commands() -> None:
