@@ -31,4 +31,4 @@ def test_top_ups_stay_with_their_pair_and_never_reuse_an_index() -> None:
 def test_a_narrowed_campaign_plans_only_what_it_was_given() -> None:
     campaign = Campaign(seed="s", injections=8, providers=("proxmox",), targets=("server",))
     assert campaign.plan() == [("proxmox", "server")] * 8
-    assert campaign.top_ups(("proxmox", "server")) == [8, 9, 10]
+    assert campaign.top_ups(("proxmox", "server")) == list(range(8, 8 + TOP_UPS))

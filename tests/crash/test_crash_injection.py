@@ -4,8 +4,10 @@ point, the run is resumed, and the end state is checked from the providers and t
 Invariants per injection (tests/crash/harness.py ``check``): the resumed run finished and every VM
 and host succeeded; every snapshot that carries the run's ownership is the one recorded for its VM
 and kept by the TTL policy (no leak, no second snapshot); no host is left in maintenance (platform
-and fact store), hosts one at a time and at the new build; each fake guest ran exactly one real
-upgrade (no VM patched twice).
+and fact store), hosts one at a time and at the new build; on Proxmox (hosts patched over SSH)
+exactly one package upgrade that changed something per node, one reboot per node, and no reboot of
+a node that was not the only one in maintenance or still ran guests; each fake guest ran exactly one
+real upgrade (no VM patched twice). Hypervisor phases run on vSphere and Proxmox; libvirt has none.
 
 A server kill also checks that ``patchwave run`` notices by itself and exits (EngineLost) instead of
 hanging on a dead address. An injection whose run finished before its kill point is checked but not
@@ -30,8 +32,9 @@ from tests.crash.harness import KILL_TARGETS, PROVIDERS, TOP_UPS, Campaign, head
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-#: 20 per (provider, kill target) pair. Measured on the 2-core machine: 12 injections + 3 calibration
-#: runs in 129 s (~8.5 s per injection since a killed server no longer leaves `patchwave run` waiting).
+#: 20 per (provider, kill target) pair. Measured on the 2-core machine, ~8.5 s per injection on
+#: libvirt and vSphere, ~12 s on Proxmox with its hypervisor phase (a killed server no longer leaves
+#: `patchwave run` waiting on a dead address), two calibration runs per provider.
 DEFAULT_INJECTIONS = 120
 
 

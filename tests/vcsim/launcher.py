@@ -164,6 +164,7 @@ class Vcsim:
                 self.process.kill()
                 self.process.wait(timeout=5)
         shutil.rmtree(self.workdir, ignore_errors=True)
+        shutil.rmtree(self.cert_file.parent, ignore_errors=True)
 
 
 def start(*flags: str, listen: str = "127.0.0.1:0", ready_timeout: float = 120.0) -> Vcsim:
@@ -171,7 +172,9 @@ def start(*flags: str, listen: str = "127.0.0.1:0", ready_timeout: float = 120.0
     binary = build()
     shm = Path("/dev/shm")
     workdir = Path(tempfile.mkdtemp(prefix="patchwave-vcsim-", dir=shm if shm.is_dir() else None))
-    cert = workdir / "cert.pem"
+    # The certificate lives outside the simulator's TMPDIR (where vcsim creates and deletes its
+    # datastore and VM files): clients read it for as long as the simulator runs.
+    cert = Path(tempfile.mkdtemp(prefix="patchwave-vcsim-cert-")) / "cert.pem"
     argv = [str(binary), "-l", listen, "-cert-out", str(cert), "-user", USER, "-pass", PASSWORD, *flags]
     env = {**os.environ, "TMPDIR": str(workdir)}
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -185,6 +188,7 @@ def start(*flags: str, listen: str = "127.0.0.1:0", ready_timeout: float = 120.0
         if not line:
             process.wait(timeout=5)
             shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(cert.parent, ignore_errors=True)
             raise RuntimeError(
                 f"vcsim exited ({process.returncode}) before ready:\n" + "".join(stderr_lines[-20:])
             )
