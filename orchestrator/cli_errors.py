@@ -96,10 +96,7 @@ def exit_abandoned(exc: BaseException, box: SecretBox) -> NoReturn:
     """Report ``exc`` and end the process now, for errors after which the process must not wind
     down normally (``abandons_process``: EngineLost leaves workers running against a dead server;
     ``asyncio.run`` would wait for their tasks and threads for minutes)."""
-    code = report(exc, box)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    end_process(report(exc, box))
 
 
 def one_line(text: str) -> str:

@@ -28,7 +28,6 @@ import json
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -38,8 +37,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.devserver import _server_pid
 from tests.crash.invariants import check, check_untouched
 from tests.crash.scenarios import Scenario, Target, opened
+from tests.loopback import unused_port
 
 REPO = Path(__file__).resolve().parents[2]
 PROVIDERS = ("libvirt", "vsphere", "proxmox")
@@ -89,12 +90,6 @@ class Injection:
 # ------------------------------------------------------------------------------------ processes
 
 
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def patchwave(target: Target, *args: str) -> subprocess.Popen[str]:
     """``patchwave -c <config> ARGS`` as a process; output appended to ``<root>/<command>.log``."""
     env = {
@@ -129,13 +124,9 @@ def tail(target: Target, command: str, size: int = 3000) -> str:
 
 
 def server_pid(target: Target) -> int | None:
-    """The dev server's pid from the pidfile devserver.py writes (``<state>/temporal.db.pid``)."""
-    try:
-        pid = int((target.state / "temporal.db.pid").read_text().split()[0])
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError, IndexError):  # missing, or empty while a server is being spawned
-        return None
-    return pid if b"start-dev" in argv and str(target.state).encode() in argv else None
+    """The dev server's pid from the pidfile devserver.py writes (``<state>/temporal.db.pid``), if
+    that process is a dev server on this target's database (read as devserver.py reads it)."""
+    return _server_pid(target.state / "temporal.db.pid", target.state / "temporal.db")
 
 
 def stop_server(target: Target) -> None:

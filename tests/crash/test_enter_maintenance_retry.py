@@ -15,7 +15,6 @@ directly, as the retry calls them, against the PVE simulator of the crash scenar
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,17 +28,12 @@ from orchestrator.facts import FactStore
 from orchestrator.host_activities import HostActivities
 from orchestrator.messages import HostTask
 from tests.crash.scenarios import PVE_NEW_KERNEL, ProxmoxScenario
+from tests.loopback import unused_port
 
 pytestmark = pytest.mark.e2e
 
 RUN = "run-enter-retry"
 NODE = "pve1"
-
-
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

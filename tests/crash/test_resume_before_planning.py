@@ -12,7 +12,6 @@ worker running (what a worker killed during ``discover`` leaves behind), then `r
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -24,16 +23,11 @@ from orchestrator.facts import FactStore
 from orchestrator.model import RunRequest, StepStatus
 from orchestrator.runs import RunNotFound, start_run
 from tests.fakeguest.testbed import GuestSpec, build
+from tests.loopback import unused_port
 
 pytestmark = pytest.mark.e2e
 
 RUN = "run-before-planning"
-
-
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def test_a_run_the_fact_store_never_recorded_is_resumed_from_the_engine(tmp_path: Path) -> None:

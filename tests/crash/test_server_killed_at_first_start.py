@@ -10,21 +10,15 @@ never touched.
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from orchestrator.devserver import DevServer, DevServerSpec, temporal_binary
+from tests.loopback import unused_port
 
 pytestmark = pytest.mark.e2e
-
-
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def spec(state: Path) -> DevServerSpec:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.devserver import DevServer, DevServerSpec, _alive, _read_pid_file, temporal_binary
+from tests.loopback import unused_port
 
 pytestmark = pytest.mark.e2e
 
@@ -41,12 +41,6 @@ OWNER = textwrap.dedent(
     asyncio.run(main())
     """
 )
-
-
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_owner(db_file: Path, address: str) -> subprocess.Popen[str]:

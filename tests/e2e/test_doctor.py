@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -37,17 +36,12 @@ from orchestrator.session import Session
 from orchestrator.workflows import PatchRun
 from providers.base import SnapshotOwnership, VmRef
 from tests.fakeguest.testbed import GuestSpec, build, domain_xml
+from tests.loopback import unused_port
 
 pytestmark = pytest.mark.e2e
 
 DEFAULT_URI = "test:///default"
 MAIN = "pw-doctor-main"
-
-
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

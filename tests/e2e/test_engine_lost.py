@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,19 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakeguest.testbed import GuestSpec, build
+from tests.fakeguest.testbed import DriverBed, GuestSpec, build
+from tests.loopback import unused_port
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 #: A deadline for "never happened", not a timing assertion.
 DEADLINE_S = 120.0
-
-
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(what: str, predicate, proc: subprocess.Popen[str], log: Path) -> None:
@@ -44,7 +38,8 @@ def wait_until(what: str, predicate, proc: subprocess.Popen[str], log: Path) -> 
         time.sleep(0.1)
 
 
-def test_serve_ends_with_a_clear_error_when_its_server_is_killed(tmp_path: Path) -> None:
+def start_serve(tmp_path: Path) -> tuple[DriverBed, subprocess.Popen[str], Path]:
+    """`patchwave serve` (embedded server, no schedules) on a one-guest test-driver bed."""
     bed = build(tmp_path / "bed", (GuestSpec("pw-web-1"),), port=unused_port())
     log = tmp_path / "serve.log"
     with open(log, "w") as out:
@@ -56,6 +51,11 @@ def test_serve_ends_with_a_clear_error_when_its_server_is_killed(tmp_path: Path)
             stderr=subprocess.STDOUT,
             text=True,
         )
+    return bed, proc, log
+
+
+def test_serve_ends_with_a_clear_error_when_its_server_is_killed(tmp_path: Path) -> None:
+    bed, proc, log = start_serve(tmp_path)
     pid_file = bed.state / "temporal.db.pid"
     wait_until("serve to be ready", lambda: "patchwave serving on" in log.read_text(), proc, log)
     server, owner = (int(x) for x in pid_file.read_text().split())
@@ -76,17 +76,7 @@ def test_serve_ends_with_a_clear_error_when_its_server_is_killed(tmp_path: Path)
 
 
 def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    bed = build(tmp_path / "bed", (GuestSpec("pw-web-1"),), port=unused_port())
-    log = tmp_path / "serve.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.cli", "-c", str(bed.config), "serve", "--no-schedules"],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+    bed, proc, log = start_serve(tmp_path)
     wait_until("serve to be ready", lambda: "patchwave serving on" in log.read_text(), proc, log)
     server = int((bed.state / "temporal.db.pid").read_text().split()[0])
     proc.send_signal(signal.SIGTERM)

@@ -8,9 +8,8 @@ and "always leaves maintenance" are checked from its side, not from our own note
 
 from __future__ import annotations
 
-import socket
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,11 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from orchestrator.config import load_settings
 from orchestrator.context import Context
-from orchestrator.devserver import test_server_binary as find_test_server
 from orchestrator.engine import workers
 from orchestrator.facts import FactStore
 from orchestrator.model import RunRequest, RunSummary, StepStatus
 from orchestrator.runs import start_run
+from tests.loopback import unused_port
 from tests.vcsim.launcher import Vcsim, start_or_skip
 
 pytestmark = pytest.mark.e2e
@@ -41,23 +40,6 @@ def sim() -> Iterator[Vcsim]:
     )  # fmt: skip
     yield sim
     sim.stop()
-
-
-@pytest.fixture
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(find_test_server())
-    )
-    try:
-        yield environment
-    finally:
-        await environment.shutdown()
-
-
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_config(tmp_path: Path, sim: Vcsim) -> Path:

@@ -16,7 +16,6 @@ read over its API, the fake guests' logs and the fact store.
 from __future__ import annotations
 
 import re
-import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from orchestrator.session import Session
 from tests.fakeguest import HEALTH_COMMAND, FakeGuest
 from tests.fakeguest.snapshots import SnapshotDisks
 from tests.fakeguest.testbed import INSTALLED, UPGRADES
+from tests.loopback import unused_port
 from tests.pvesim import ROOT_PASSWORD, SimConfig, Simulator
 from tests.pvesim.harness import FAST
 
@@ -46,12 +46,6 @@ VMS = {"web-1": 100, "db-1": 101, "app-1": 103}  # qemu guests of the simulator 
 BROKEN = "app-1"
 OLD_KERNEL, NEW_KERNEL = "6.14.8-2-pve", "6.14.11-1-pve"
 RUN = "run-pve"
-
-
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

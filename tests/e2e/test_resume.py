@@ -19,7 +19,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from orchestrator.facts import FactStore
 from orchestrator.model import StepStatus
 from providers.base import VmRef
 from tests.fakeguest.testbed import DriverBed, GuestSpec, build
+from tests.loopback import unused_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -102,12 +102,6 @@ def domains(tmp_path: Path) -> Iterator[dict[str, str]]:
                 libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
             )
         conn.close()
-
-
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

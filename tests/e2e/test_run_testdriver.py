@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -35,16 +34,11 @@ from orchestrator.workflows import PatchRun
 from providers.base import VmRef
 from tests.fakeguest.disks import DiskBridge
 from tests.fakeguest.testbed import DriverBed, GuestSpec, build
+from tests.loopback import unused_port
 
 pytestmark = pytest.mark.e2e
 
 RUN = "run-testdriver"
-
-
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -14,9 +14,8 @@ any guest, and with a wrong one the server must never see a command.
 
 from __future__ import annotations
 
-import socket
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from orchestrator.config import load_settings
 from orchestrator.context import Context
-from orchestrator.devserver import test_server_binary as find_test_server
 from orchestrator.engine import workers
 from orchestrator.facts import FactStore
 from orchestrator.guests.channel import LocalChannel
@@ -37,29 +35,13 @@ from orchestrator.runs import EXIT_HALTED, EXIT_OK, EXIT_SOME_FAILED, exit_code,
 from providers.base import VmRef
 from tests.fakeguest import FakeGuest
 from tests.fakeguest.testbed import DriverBed, GuestSpec, build
+from tests.loopback import unused_port
 from tests.pvesim.sshd import NodeSshServer, new_ed25519
 
 pytestmark = pytest.mark.e2e
 
 RUN_ID = "run-untrusted"
 SSH_GUEST = "pw-web-2"
-
-
-@pytest.fixture
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(find_test_server())
-    )
-    try:
-        yield environment
-    finally:
-        await environment.shutdown()
-
-
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -17,7 +17,6 @@ guest is touched.
 
 from __future__ import annotations
 
-import socket
 import ssl
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -37,6 +36,7 @@ from providers.base import VmRef
 from tests.fakeguest import HEALTH_COMMAND, FakeGuest
 from tests.fakeguest.snapshots import SnapshotDisks
 from tests.fakeguest.testbed import INSTALLED, UPGRADES
+from tests.loopback import unused_port
 from tests.vcsim.launcher import Vcsim, start_or_skip
 
 pytestmark = pytest.mark.e2e
@@ -47,12 +47,6 @@ PASSWORD_ENV = "PW_TEST_VCSIM_PASSWORD"
 HOSTS = [f"DC0_C0_H{i}" for i in range(4)]
 VMS = [f"DC0_C0_RP0_VM{i}" for i in range(4)]
 BROKEN = "DC0_C0_RP0_VM2"  # its demo-app 1.1 fails the health check: rolled back
-
-
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -9,9 +9,7 @@ checked against local wall-clock times computed here independently of orchestrat
 
 from __future__ import annotations
 
-import socket
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -23,32 +21,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from orchestrator.config import load_settings
 from orchestrator.context import Context
-from orchestrator.devserver import test_server_binary as find_test_server
 from orchestrator.engine import workers
 from orchestrator.facts import FactStore
 from orchestrator.model import RunRequest, RunSummary, StepStatus, VmOutcome
 from orchestrator.runs import start_run
 from providers.base import VmRef
 from tests.fakeguest.testbed import DriverBed, GuestSpec, build
+from tests.loopback import unused_port
 
 pytestmark = pytest.mark.e2e
 
 BERLIN, KOLKATA, NEW_YORK = ZoneInfo("Europe/Berlin"), ZoneInfo("Asia/Kolkata"), ZoneInfo("America/New_York")
-
-
-@pytest.fixture
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(find_test_server()))
-    try:
-        yield environment
-    finally:
-        await environment.shutdown()
-
-
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Rollout:

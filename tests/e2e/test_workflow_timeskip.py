@@ -10,9 +10,7 @@ which the test server skips: a 6 h soak costs nothing. Times asserted are workfl
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from orchestrator.config import load_settings
 from orchestrator.context import Context
-from orchestrator.devserver import test_server_binary as find_test_server
 from orchestrator.engine import workers
 from orchestrator.facts import FactStore
 from orchestrator.model import RunRequest, RunSummary, StepStatus
@@ -34,28 +31,12 @@ from orchestrator.windows import next_window
 from orchestrator.workflows import PatchRun
 from providers.base import VmRef
 from tests.fakeguest.testbed import DriverBed, GuestSpec, build
+from tests.loopback import unused_port
 
 pytestmark = pytest.mark.e2e
 
 SPECS = (GuestSpec("pw-canary-1", ring="canary"), GuestSpec("pw-web-1"), GuestSpec("pw-web-2"))
 RUN_ID = "run-timeskip"
-
-
-@pytest.fixture
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(find_test_server())
-    )
-    try:
-        yield environment
-    finally:
-        await environment.shutdown()
-
-
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_bed(tmp_path: Path, specs=SPECS, **kwargs) -> DriverBed:

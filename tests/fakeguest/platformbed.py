@@ -8,13 +8,13 @@ provider table is the caller's (secrets by reference), so the same bed serves vS
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.fakeguest import HEALTH_COMMAND, FakeGuest
 from tests.fakeguest.testbed import INSTALLED, UPGRADES
+from tests.loopback import unused_port
 
 
 @dataclass
@@ -29,12 +29,6 @@ class PlatformBed:
     @property
     def state(self) -> Path:
         return self.root / "state"
-
-
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def build_platform_bed(
