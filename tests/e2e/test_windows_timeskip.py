@@ -40,7 +40,9 @@ class Rollout:
         self.settings = load_settings(bed.config)
         self.facts = FactStore(self.settings.state.facts_path)
         self.ctx = Context(self.settings, self.facts)
-        self.request = RunRequest(run_id="run-windows", config_digest=self.settings.digest, requested_by="test")
+        self.request = RunRequest(
+            run_id="run-windows", config_digest=self.settings.digest, requested_by="test"
+        )
 
     def close(self) -> None:
         self.ctx.close()
@@ -74,7 +76,9 @@ TWO = (GuestSpec("pw-a"), GuestSpec("pw-b"))
 
 
 def bed_with_window(tmp_path: Path, window: str, specs=TWO, **kw) -> DriverBed:
-    return build(tmp_path / "bed", specs, port=unused_port(), windows={"w": window}, group_windows={"main": "w"}, **kw)
+    return build(
+        tmp_path / "bed", specs, port=unused_port(), windows={"w": window}, group_windows={"main": "w"}, **kw
+    )
 
 
 def started(outcome: VmOutcome) -> datetime:
@@ -85,6 +89,47 @@ def assert_patched(bed: DriverBed, outcomes: dict[str, VmOutcome]) -> None:
     for name, guest in bed.guests.items():
         assert outcomes[name].status is StepStatus.SUCCEEDED, outcomes[name]
         assert guest.installed() == {"demo-app": "1.1", "openssl": "3.0.15"}, name
+
+
+async def step_out_of(env: WorkflowEnvironment, opens: datetime, length: timedelta) -> datetime:
+    """Skip the test server's clock past a window occurrence that is open (or about to open) now.
+
+    The time-skipping server starts at the wall clock, so a test started while its window happens to
+    be open would see the run start at once instead of at the occurrence the test computed (CI failed
+    exactly so at 01:06 New York time). Returns the server's time afterwards.
+    """
+    now = await env.get_current_time()
+    closes = opens + length + timedelta(minutes=1)
+    if opens - timedelta(minutes=5) <= now < closes:
+        await env.sleep(closes - now)
+        now = await env.get_current_time()
+        assert now >= closes, (now, closes)
+    return now
+
+
+async def step_out_of_daily(
+    env: WorkflowEnvironment, zone: ZoneInfo, hour: int, minute: int, length: timedelta
+) -> datetime:
+    """``step_out_of`` for a daily window at hour:minute local time (yesterday's and today's)."""
+    local = (await env.get_current_time()).astimezone(zone)
+    for day in (local.date() - timedelta(days=1), local.date()):
+        now = await step_out_of(
+            env, datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone), length
+        )
+    return now
+
+
+async def enter_daily(env: WorkflowEnvironment, zone: ZoneInfo, hour: int, minute: int) -> None:
+    """Skip the clock to 6 minutes into the next daily occurrence: the case CI once met by chance."""
+    local = (await env.get_current_time()).astimezone(zone)
+    opens = datetime(local.year, local.month, local.day, hour, minute, tzinfo=zone)
+    if opens <= local:
+        tomorrow = local.date() + timedelta(days=1)
+        opens = datetime(tomorrow.year, tomorrow.month, tomorrow.day, hour, minute, tzinfo=zone)
+    await env.sleep(opens + timedelta(minutes=6) - local)
+
+
+CLOCKS = pytest.mark.parametrize("clock", ["wall", "inside-window"])
 
 
 def last_sunday_of_march(after: datetime) -> date:
@@ -103,6 +148,8 @@ async def test_a_window_on_the_spring_forward_night_opens_after_the_gap(
 ) -> None:
     # 02:30 does not exist in Berlin on the last Sunday of March; the window opens at 03:30 CEST.
     now = await env.get_current_time()
+    this_year = last_sunday_of_march(datetime(now.year, 1, 1, tzinfo=UTC))
+    now = await step_out_of(env, datetime(now.year, 3, this_year.day, 1, 30, tzinfo=UTC), timedelta(hours=2))
     dst_day = last_sunday_of_march(now)
     window = ('rrule = "FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU;BYHOUR=2;BYMINUTE=30"\nduration = "2h"\n'
               'timezone = "Europe/Berlin"\ncutoff = "15m"')  # fmt: skip
@@ -144,10 +191,15 @@ async def test_a_vm_that_no_longer_fits_waits_for_the_next_window(
     assert "paused" in events and events[-1] == "succeeded"
 
 
-async def test_no_window_opens_on_a_blackout_date(env: WorkflowEnvironment, tmp_path: Path, rollout_factory) -> None:
+@CLOCKS
+async def test_no_window_opens_on_a_blackout_date(
+    env: WorkflowEnvironment, tmp_path: Path, rollout_factory, clock: str
+) -> None:
     # A daily 01:00 New York window; the next occurrence's date is an exdate and the one after a
     # holiday: the run waits for the third.
-    now = await env.get_current_time()
+    if clock == "inside-window":
+        await enter_daily(env, NEW_YORK, 1, 0)
+    now = await step_out_of_daily(env, NEW_YORK, 1, 0, timedelta(hours=2))
     local_now = now.astimezone(NEW_YORK)
     first = local_now.date() + timedelta(days=1 if local_now.hour >= 1 else 0)
     dates = [first + timedelta(days=i) for i in range(3)]
@@ -164,9 +216,14 @@ async def test_no_window_opens_on_a_blackout_date(env: WorkflowEnvironment, tmp_
         assert started(outcome).astimezone(NEW_YORK).date() == dates[2]
 
 
-async def test_a_window_in_a_half_hour_offset_zone(env: WorkflowEnvironment, tmp_path: Path, rollout_factory) -> None:
+@CLOCKS
+async def test_a_window_in_a_half_hour_offset_zone(
+    env: WorkflowEnvironment, tmp_path: Path, rollout_factory, clock: str
+) -> None:
     # Asia/Kolkata is UTC+05:30: a window at 03:15 local opens at 21:45 UTC the day before.
-    now = await env.get_current_time()
+    if clock == "inside-window":
+        await enter_daily(env, KOLKATA, 3, 15)
+    now = await step_out_of_daily(env, KOLKATA, 3, 15, timedelta(minutes=90))
     window = 'cron = "15 3 * * *"\nduration = "90m"\ntimezone = "Asia/Kolkata"\ncutoff = "10m"'
     rollout = rollout_factory(bed_with_window(tmp_path, window))
     outcomes = await rollout.run()
@@ -205,8 +262,10 @@ async def test_a_run_waiting_for_its_window_notifies_and_is_paused_meanwhile(
     try:
         now = await env.get_current_time()
         opens = (now + timedelta(hours=5)).replace(second=0, microsecond=0)
-        window = (f'cron = "{opens.minute} {opens.hour} * * *"\nduration = "2h"\ntimezone = "UTC"\ncutoff = "10m"\n'
-                  f'[notifications]\nurls = ["json://127.0.0.1:{server.server_address[1]}/hook"]\nprenotice = "1h"')
+        window = (
+            f'cron = "{opens.minute} {opens.hour} * * *"\nduration = "2h"\ntimezone = "UTC"\ncutoff = "10m"\n'
+            f'[notifications]\nurls = ["json://127.0.0.1:{server.server_address[1]}/hook"]\nprenotice = "1h"'
+        )
         specs = (GuestSpec("pw-a"), GuestSpec("pw-b", broken_after_patch=True))
         rollout = rollout_factory(bed_with_window(tmp_path, window, specs, concurrency=1))
         async with workers(rollout.env.client, rollout.ctx):
