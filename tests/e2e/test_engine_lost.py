@@ -38,6 +38,15 @@ def wait_until(what: str, predicate, proc: subprocess.Popen[str], log: Path) -> 
         time.sleep(0.1)
 
 
+def exit_code(proc: subprocess.Popen[str], log: Path, failure: str) -> int:
+    """``proc``'s exit code; a test failure saying ``failure`` (with the log) if it does not end."""
+    try:
+        return proc.wait(timeout=DEADLINE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"{failure}:\n{log.read_text()[-3000:]}")
+
+
 def start_serve(tmp_path: Path) -> tuple[DriverBed, subprocess.Popen[str], Path]:
     """`patchwave serve` (embedded server, no schedules) on a one-guest test-driver bed."""
     bed = build(tmp_path / "bed", (GuestSpec("pw-web-1"),), port=unused_port())
@@ -62,11 +71,7 @@ def test_serve_ends_with_a_clear_error_when_its_server_is_killed(tmp_path: Path)
     assert owner == proc.pid
 
     os.kill(server, signal.SIGKILL)
-    try:
-        code = proc.wait(timeout=DEADLINE_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail(f"serve kept running after its Temporal server died:\n{log.read_text()[-3000:]}")
+    code = exit_code(proc, log, "serve kept running after its Temporal server died")
     text = log.read_text()
     assert code == 1, text[-3000:]
     last = text.strip().splitlines()[-1]
@@ -80,11 +85,7 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     wait_until("serve to be ready", lambda: "patchwave serving on" in log.read_text(), proc, log)
     server = int((bed.state / "temporal.db.pid").read_text().split()[0])
     proc.send_signal(signal.SIGTERM)
-    try:
-        code = proc.wait(timeout=DEADLINE_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail(f"serve did not stop on SIGTERM:\n{log.read_text()[-3000:]}")
+    code = exit_code(proc, log, "serve did not stop on SIGTERM")
     assert code == 0, log.read_text()[-3000:]
     assert not (bed.state / "temporal.db.pid").exists()  # it stopped the server it started
     assert not Path(f"/proc/{server}").exists() or "Z" in Path(f"/proc/{server}/stat").read_text().split()[2]

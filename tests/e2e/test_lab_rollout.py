@@ -16,7 +16,6 @@ packages (.ci/setup-libvirt.sh, .ci/setup-lab.sh). Timings are printed (run with
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 import threading
 import time
@@ -36,6 +35,7 @@ from orchestrator.runs import start_run, watch
 from orchestrator.session import Session
 from providers.base import wait_until
 from providers.lab import LabGuest, LabState, domain, lab
+from tests.loopback import unused_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.lab]
 
@@ -91,12 +91,6 @@ class Rollout:
 
 def _timing(what: str, started: float) -> None:
     print(f"\n[lab rollout timing] {what}: {time.monotonic() - started:.1f}s")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _boot_id(guest: LabGuest) -> str:
@@ -157,7 +151,7 @@ def rollout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rollout]:
         lab.publish(state_dir, "good")
         state = lab.publish(state_dir, "breaking", guest=BREAKING)
         settings = load_settings(CONFIG, state_dir=state_dir)
-        settings = replace(settings, temporal=replace(settings.temporal, address=f"127.0.0.1:{_free_port()}"))
+        settings = replace(settings, temporal=replace(settings.temporal, address=f"127.0.0.1:{unused_port()}"))
         boots = {g.name: _boot_id(g) for g in state.guests}
         records = {g.name: _reboot_records(g) for g in state.guests}
         known_hosts = Path(state.known_hosts).read_text()

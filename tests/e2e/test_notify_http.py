@@ -7,7 +7,6 @@ The endpoint is a ThreadingHTTPServer recording every POST; the configuration is
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from orchestrator.model import Plan, RunSummary, StepStatus, VmOutcome, VmPolicy
 from orchestrator.notify import Notifier
 from orchestrator.notify_messages import run_context, summary_context, vm_context
 from providers.base import VmRef
+from tests.loopback import unused_port
 
 pytestmark = pytest.mark.e2e
 
@@ -177,9 +177,7 @@ def test_a_refusing_endpoint_is_logged_and_recorded_never_raised(tmp_path: Path,
 
 
 def test_an_unreachable_endpoint_fails_within_the_timeout(tmp_path: Path) -> None:
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = unused_port()
     env = {"HOOK": f"json://127.0.0.1:{port}/hook"}
     settings = settings_for(tmp_path, '[notifications]\nurls = [{ env = "HOOK" }]\ntimeout = "2s"\n', env)
     delivery = Notifier(settings.notifications).send("run_halted", summary_context(SUMMARY, PLAN))

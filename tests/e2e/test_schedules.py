@@ -246,17 +246,14 @@ async def test_a_scheduled_run_patches_its_group_under_its_own_id(env: WorkflowE
     # Real workers and activities (libvirt test driver + fake guests). The window opens every minute
     # and lasts an hour (occurrences overlap; the gate uses the one closing last), so the triggered
     # run is admitted at once.
-    import socket
-
     from orchestrator.context import Context
     from orchestrator.engine import workers
     from orchestrator.facts import FactStore
     from orchestrator.model import RunSummary, StepStatus
     from tests.fakeguest.testbed import GuestSpec, build
+    from tests.loopback import unused_port
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = unused_port()
     specs = (GuestSpec("pw-canary-1", ring="canary"), GuestSpec("pw-web-1"), GuestSpec("pw-web-2"))
     bed = build(tmp_path / "bed", specs, port=port, rings={"canary": "", "main": ""},
                 windows={"always": 'cron = "* * * * *"\nduration = "1h"\ncutoff = "1m"'},

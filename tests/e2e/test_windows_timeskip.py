@@ -107,26 +107,25 @@ async def step_out_of(env: WorkflowEnvironment, opens: datetime, length: timedel
     return now
 
 
-async def step_out_of_daily(
-    env: WorkflowEnvironment, zone: ZoneInfo, hour: int, minute: int, length: timedelta
+async def start_outside_daily(
+    env: WorkflowEnvironment, clock: str, zone: ZoneInfo, hour: int, minute: int, length: timedelta
 ) -> datetime:
-    """``step_out_of`` for a daily window at hour:minute local time (yesterday's and today's)."""
+    """Where a test of a daily window at hour:minute local time starts: out of yesterday's and
+    today's occurrence (``step_out_of``). With ``clock="inside-window"`` the clock is first skipped
+    6 minutes into the next occurrence: the case CI once met by chance, now run every time.
+    Returns the server's time."""
+
+    def at(day: date) -> datetime:
+        return datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone)
+
     local = (await env.get_current_time()).astimezone(zone)
+    if clock == "inside-window":
+        opens = at(local.date()) if at(local.date()) > local else at(local.date() + timedelta(days=1))
+        await env.sleep(opens + timedelta(minutes=6) - local)
+        local = (await env.get_current_time()).astimezone(zone)
     for day in (local.date() - timedelta(days=1), local.date()):
-        now = await step_out_of(
-            env, datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone), length
-        )
+        now = await step_out_of(env, at(day), length)
     return now
-
-
-async def enter_daily(env: WorkflowEnvironment, zone: ZoneInfo, hour: int, minute: int) -> None:
-    """Skip the clock to 6 minutes into the next daily occurrence: the case CI once met by chance."""
-    local = (await env.get_current_time()).astimezone(zone)
-    opens = datetime(local.year, local.month, local.day, hour, minute, tzinfo=zone)
-    if opens <= local:
-        tomorrow = local.date() + timedelta(days=1)
-        opens = datetime(tomorrow.year, tomorrow.month, tomorrow.day, hour, minute, tzinfo=zone)
-    await env.sleep(opens + timedelta(minutes=6) - local)
 
 
 CLOCKS = pytest.mark.parametrize("clock", ["wall", "inside-window"])
@@ -197,9 +196,7 @@ async def test_no_window_opens_on_a_blackout_date(
 ) -> None:
     # A daily 01:00 New York window; the next occurrence's date is an exdate and the one after a
     # holiday: the run waits for the third.
-    if clock == "inside-window":
-        await enter_daily(env, NEW_YORK, 1, 0)
-    now = await step_out_of_daily(env, NEW_YORK, 1, 0, timedelta(hours=2))
+    now = await start_outside_daily(env, clock, NEW_YORK, 1, 0, timedelta(hours=2))
     local_now = now.astimezone(NEW_YORK)
     first = local_now.date() + timedelta(days=1 if local_now.hour >= 1 else 0)
     dates = [first + timedelta(days=i) for i in range(3)]
@@ -221,9 +218,7 @@ async def test_a_window_in_a_half_hour_offset_zone(
     env: WorkflowEnvironment, tmp_path: Path, rollout_factory, clock: str
 ) -> None:
     # Asia/Kolkata is UTC+05:30: a window at 03:15 local opens at 21:45 UTC the day before.
-    if clock == "inside-window":
-        await enter_daily(env, KOLKATA, 3, 15)
-    now = await step_out_of_daily(env, KOLKATA, 3, 15, timedelta(minutes=90))
+    now = await start_outside_daily(env, clock, KOLKATA, 3, 15, timedelta(minutes=90))
     window = 'cron = "15 3 * * *"\nduration = "90m"\ntimezone = "Asia/Kolkata"\ncutoff = "10m"'
     rollout = rollout_factory(bed_with_window(tmp_path, window))
     outcomes = await rollout.run()

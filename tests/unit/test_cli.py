@@ -5,12 +5,13 @@ The CLI runs as a real process (``python -m orchestrator.cli``) against the libv
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.loopback import unused_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTDRIVER = ROOT / "config" / "testdriver.toml"
@@ -29,12 +30,6 @@ def patchwave(*args: str, cwd: Path, env_config: str | None = None) -> subproces
         timeout=120,
         check=False,
     )
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]  # closed again when the block ends: nothing listens there
 
 
 def assert_bad_input(done: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -80,7 +75,7 @@ def test_run_refuses_an_unknown_vm_before_starting_anything(tmp_path: Path) -> N
 
 
 def test_an_unreachable_temporal_address_is_bad_input(tmp_path: Path) -> None:
-    address = f"127.0.0.1:{closed_port()}"
+    address = f"127.0.0.1:{unused_port()}"
     done = patchwave(
         "-c",
         str(TESTDRIVER),

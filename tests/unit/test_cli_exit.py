@@ -9,10 +9,11 @@ CPUs. The CLI process therefore ends without finalization (``orchestrator.cli_er
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.loopback import unused_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,12 +48,6 @@ local_root = "{{state}}/guests/test"
 """
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def env(home: Path) -> dict[str, str]:
     return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(home), "PYTHONPATH": str(ROOT)}
 
@@ -67,7 +62,7 @@ def test_an_unreachable_temporal_address_exits_2_cleanly_every_time(tmp_path: Pa
             work.mkdir()
             config = work / "patchwave.toml"
             config.write_text(config_text(work / "state"), encoding="utf-8")
-            address = f"127.0.0.1:{closed_port()}"
+            address = f"127.0.0.1:{unused_port()}"
             argv = [sys.executable, "-m", "orchestrator.cli", "-c", str(config),
                     "--temporal-address", address, *args]  # fmt: skip
             process = subprocess.Popen(argv, cwd=work, env=env(work), text=True,

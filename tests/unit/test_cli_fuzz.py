@@ -20,7 +20,6 @@ import io
 import json
 import os
 import re
-import socket
 import string
 import subprocess
 import sys
@@ -37,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from orchestrator.cli import main
+from tests.loopback import unused_port
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 WORKDIR = Path(tempfile.mkdtemp(prefix="patchwave-fuzz-"))
@@ -346,12 +346,6 @@ def test_broken_configs_through_a_real_process(tmp_path: Path, case) -> None:
     assert_config_error(done.returncode, done.stdout, done.stderr, config, field)
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 UNREACHABLE = {
     "libvirt": {"kind": "libvirt", "uri": "qemu+tcp://127.0.0.1:{port}/system"},
     "vsphere": {"kind": "vsphere", "host": "127.0.0.1", "port": "{port}", "user": "u",
@@ -369,7 +363,7 @@ def test_an_unreachable_platform_is_one_clear_line_naming_the_port(tmp_path: Pat
            "PW_FUZZ_SECRET": "s3cret-value"}  # fmt: skip
     started = {}
     for kind, provider in UNREACHABLE.items():
-        port = closed_port()
+        port = unused_port()
         table = {k: (int(v.format(port=port)) if v == "{port}" else v.format(port=port) if isinstance(v, str) else v)
                  for k, v in provider.items()}  # fmt: skip
         tree = {**copy.deepcopy(BASE), "providers": {"site": table}, "groups": [], "windows": {}}
@@ -389,7 +383,7 @@ def test_an_unreachable_platform_is_one_clear_line_naming_the_port(tmp_path: Pat
 
 
 def test_an_unreachable_temporal_address_for_doctor_is_bad_input(tmp_path: Path) -> None:
-    address = f"127.0.0.1:{closed_port()}"
+    address = f"127.0.0.1:{unused_port()}"
     config = tmp_path / "doctor.toml"
     config.write_text(to_toml({**copy.deepcopy(BASE), "state": {"dir": str(tmp_path / "state")}}), encoding="utf-8")
     done = patchwave("-c", str(config), "--temporal-address", address, "doctor", cwd=tmp_path)

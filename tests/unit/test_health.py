@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from orchestrator.config import HealthCheckSettings, MatchSpec
 from orchestrator.guests.channel import LocalChannel
 from orchestrator.health import HealthTarget, run_check, run_checks, wait_healthy
+from tests.loopback import unused_port
 
 
 class StepClock:
@@ -89,9 +90,7 @@ def test_http_checks_template_the_url_and_compare_the_status(http_server: str) -
 
 
 def test_http_and_tcp_checks_fail_cleanly_when_nothing_listens() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = unused_port()
     target = HealthTarget("web-1", ip="127.0.0.1")
     assert not run_check(check("http", url=f"http://{{ip}}:{port}/"), target).ok
     refused = run_check(check("tcp", address=f"{{ip}}:{port}"), target)
@@ -144,19 +143,13 @@ def test_wait_healthy_gives_the_last_report_at_the_deadline() -> None:
     assert not report.ok and clock.t >= 12 and sum(clock.sleeps) == clock.t
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_strict_checks_raise_when_they_cannot_reach_the_guest_instead_of_calling_it_unhealthy() -> None:
     """The baseline's mode: a check that did not run says nothing about health (VmPatch: FAILED)."""
     from orchestrator.guests.errors import GuestUnreachable
     from orchestrator.guests.ssh import SshChannel, SshTarget
     from providers.base import ProviderError
 
-    port = closed_port()
+    port = unused_port()
     unreachable = HealthTarget("web-1", channel=lambda: SshChannel(SshTarget("127.0.0.1", port=port)))
     probe = check("command", command="true", retries=2, interval_s=4.0)
     lenient = run_check(probe, unreachable, clock=StepClock())
@@ -176,5 +169,5 @@ def test_strict_checks_still_report_a_guest_that_answers_badly_or_too_slowly_as_
     slow = run_check(check("command", command="sleep 5", timeout_s=0.2), local_target(), strict=True)
     assert (failing.ok, failing.detail) == (False, "exit 3")
     assert not slow.ok and slow.detail.startswith("ProviderTimeout: command timed out")
-    refused = run_checks([check("tcp", address=f"127.0.0.1:{closed_port()}")], HealthTarget("x"), strict=True)
+    refused = run_checks([check("tcp", address=f"127.0.0.1:{unused_port()}")], HealthTarget("x"), strict=True)
     assert not refused.ok  # http/tcp probes ran: nothing listening is an answer
