@@ -290,11 +290,16 @@ class DevServer:
         deadline = loop.time() + spec.startup_timeout_s
         while loop.time() < deadline:
             if proc.poll() is not None:
+                reason = _startup_error(spec.log_file)
+                in_use = reason is None or "address already in use" in reason
                 raise EngineError(
-                    f"temporal dev server exited with status {proc.returncode} during startup "
-                    f"(is {spec.address} in use?{' see ' + str(spec.log_file) if spec.log_file else ''})",
+                    f"temporal dev server exited with status {proc.returncode} during startup: "
+                    + (reason or f"is {spec.address} in use?")
+                    + (f" (log: {spec.log_file})" if spec.log_file else ""),
                     step="engine",
-                    fix="free the port or set [temporal] address to another port",
+                    fix="free the port or set [temporal] address to another port"
+                    if in_use
+                    else "read the server log named above",
                 )
             client = await probe(spec.address, spec.namespace)
             if client is not None:
@@ -369,6 +374,24 @@ def _server_pid(pid_file: Path, db_file: Path) -> int | None:
     return pid if b"start-dev" in argv and str(db_file).encode() in argv else None
 
 
+def _startup_error(log_file: Path | None, *, limit: int = 400) -> str | None:
+    """The server's own reason for a failed start: the last ``Error:`` line of its log (it prints
+    one before exiting, e.g. "can't set frontend port …: bind: address already in use")."""
+    if log_file is None:
+        return None
+    try:
+        with open(log_file, "rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - 65536))
+            lines = log.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    reason = next((line for line in reversed(lines) if line.startswith("Error: ")), None)
+    if reason is None:
+        return None
+    reason = reason.removeprefix("Error: ")
+    return reason if len(reason) <= limit else reason[: limit - 1] + "…"
+
+
 def _make_private(path: Path, *, create: bool) -> None:
     """Mode 0600 for ``path`` (created empty first when ``create`` and missing)."""
     if create and not path.exists():
@@ -391,11 +414,17 @@ def _set_aside_if_incomplete(db_file: Path) -> None:
     every later start fail ("no such table: cluster_metadata_info") and so blocks every run of the
     state directory. Without cluster metadata the server never ran on it, so it holds no workflow
     (the fact store has the runs): it is kept as ``<name>.incomplete-<time>`` and a fresh one made.
+
+    Opened read-write on purpose: a server killed inside a transaction leaves a hot journal
+    (``<name>-journal``) that a read-only connection cannot roll back ("attempt to write a readonly
+    database"), and only after the rollback does the file show what was committed. The rollback is
+    what SQLite (and so the server) does on the next open anyway; SQLite's locks keep it from
+    touching a journal a live writer still holds.
     """
     if not db_file.exists():
         return
     try:
-        with closing(sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=5)) as db:
+        with closing(sqlite3.connect(f"file:{db_file}?mode=rw", uri=True, timeout=5)) as db:
             table = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'cluster_metadata_info'"
             complete = db.execute(table).fetchone() is not None and bool(
                 db.execute("SELECT COUNT(*) FROM cluster_metadata_info").fetchone()[0]
@@ -405,7 +434,7 @@ def _set_aside_if_incomplete(db_file: Path) -> None:
     if complete:
         return
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-journal", "-wal", "-shm"):
         part = db_file.with_name(db_file.name + suffix)
         if part.exists():
             part.replace(part.with_name(f"{db_file.name}.incomplete-{stamp}{suffix}"))
