@@ -180,6 +180,7 @@ class DevServer:
         self.client: Client | None = None
         self.owned = False
         self._proc: subprocess.Popen[bytes] | None = None
+        self._log_start = 0  # size of the (appended) log when our server started
 
     @property
     def pid_file(self) -> Path:
@@ -265,6 +266,7 @@ class DevServer:
             if path:
                 _make_private(Path(path), create=path in (spec.log_file, self.pid_file))
         log = open(spec.log_file, "ab") if spec.log_file else subprocess.DEVNULL  # noqa: SIM115
+        self._log_start = log.tell() if log is not subprocess.DEVNULL else 0
         try:
             self._proc = subprocess.Popen(
                 spec.argv(),
@@ -290,7 +292,7 @@ class DevServer:
         deadline = loop.time() + spec.startup_timeout_s
         while loop.time() < deadline:
             if proc.poll() is not None:
-                reason = _startup_error(spec.log_file)
+                reason = _startup_error(spec.log_file, self._log_start)
                 in_use = reason is None or "address already in use" in reason
                 raise EngineError(
                     f"temporal dev server exited with status {proc.returncode} during startup: "
@@ -374,14 +376,15 @@ def _server_pid(pid_file: Path, db_file: Path) -> int | None:
     return pid if b"start-dev" in argv and str(db_file).encode() in argv else None
 
 
-def _startup_error(log_file: Path | None, *, limit: int = 400) -> str | None:
-    """The server's own reason for a failed start: the last ``Error:`` line of its log (it prints
-    one before exiting, e.g. "can't set frontend port …: bind: address already in use")."""
+def _startup_error(log_file: Path | None, start: int = 0, *, limit: int = 400) -> str | None:
+    """The server's own reason for a failed start: the last ``Error:`` line it wrote to its log
+    from offset ``start`` on (it prints one before exiting, e.g. "can't set frontend port …: bind:
+    address already in use"; the log is appended to, so earlier starts' lines are not read)."""
     if log_file is None:
         return None
     try:
         with open(log_file, "rb") as log:
-            log.seek(max(0, log.seek(0, os.SEEK_END) - 65536))
+            log.seek(max(start, log.seek(0, os.SEEK_END) - 65536))
             lines = log.read().decode("utf-8", "replace").splitlines()
     except OSError:
         return None

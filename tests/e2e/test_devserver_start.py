@@ -25,11 +25,13 @@ async def test_a_port_in_use_is_named_with_the_servers_reason_and_the_port_fix(t
             address=f"127.0.0.1:{port}",
             log_file=tmp_path / "temporal.log",
         )
+        spec.log_file.write_text("Error: an earlier start's reason\n")  # the log is appended to
         with pytest.raises(EngineError) as caught:
             await DevServer(spec).start()
     message = str(caught.value)
     assert f"127.0.0.1:{port}: bind: address already in use" in message
     assert str(spec.log_file) in message
+    assert "earlier start" not in message
     assert caught.value.fix == "free the port or set [temporal] address to another port"
 
 
@@ -41,4 +43,7 @@ def test_the_reason_is_the_last_error_line_of_the_log_shortened(tmp_path: Path) 
     assert reason == "x" * 49 + "…"
     log.write_text("time=… level=ERROR msg=no Error line\n")
     assert _startup_error(log) is None
+    earlier = "Error: an earlier start's reason\n"
+    log.write_text(earlier + "killed by a signal: no Error line\n")
+    assert _startup_error(log, len(earlier)) is None  # only what this start wrote
     assert _startup_error(None) is None
