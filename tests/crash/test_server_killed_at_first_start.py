@@ -41,20 +41,25 @@ def spec(state: Path) -> DevServerSpec:
     )
 
 
-async def test_a_half_created_database_is_set_aside_and_the_server_starts(tmp_path: Path) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    with sqlite3.connect(state / "temporal.db") as db:  # what the killed first start left behind
-        db.execute("CREATE TABLE namespaces (partition_id INTEGER, id BLOB)")
+async def assert_starts_and_sets_the_file_aside(state: Path) -> None:
+    """A server starts on ``state`` and the database found there was set aside, alone (no second
+    ``temporal.db.incomplete-*`` file such as a journal beside it)."""
     server = DevServer(spec(state))
     client = await server.start()
     try:
         assert await client.service_client.check_health()
     finally:
         await server.stop()
-    assert [p.name.split("-")[0] for p in state.glob("temporal.db.incomplete-*")] == [
-        "temporal.db.incomplete"
-    ]
+    aside = sorted(p.name.split("-", 1)[0] for p in state.glob("temporal.db.incomplete-*"))
+    assert aside == ["temporal.db.incomplete"]
+
+
+async def test_a_half_created_database_is_set_aside_and_the_server_starts(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    with sqlite3.connect(state / "temporal.db") as db:  # what the killed first start left behind
+        db.execute("CREATE TABLE namespaces (partition_id INTEGER, id BLOB)")
+    await assert_starts_and_sets_the_file_aside(state)
 
 
 #: A schema being created when SIGKILL arrives: one committed table, then a transaction whose pages
@@ -86,14 +91,7 @@ async def test_a_half_created_database_with_a_hot_journal_is_rolled_back_and_set
     readonly = closing(sqlite3.connect(f"file:{db_file}?mode=ro", uri=True))
     with readonly as db, pytest.raises(sqlite3.OperationalError, match="readonly"):  # the old check
         db.execute("SELECT * FROM sqlite_master").fetchall()
-    server = DevServer(spec(state))
-    client = await server.start()
-    try:
-        assert await client.service_client.check_health()
-    finally:
-        await server.stop()
-    aside = sorted(p.name.split("-", 1)[0] for p in state.glob("temporal.db.incomplete-*"))
-    assert aside == ["temporal.db.incomplete"]  # the rolled-back file; its journal was consumed
+    await assert_starts_and_sets_the_file_aside(state)  # the rolled-back file; its journal was consumed
     with sqlite3.connect(db_file) as db:
         assert db.execute("SELECT COUNT(*) FROM cluster_metadata_info").fetchone()[0] >= 1
 
