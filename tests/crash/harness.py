@@ -246,7 +246,8 @@ def inject(scenario: Scenario, root: Path, kill: str, seed: str, index: int, cal
             else:
                 shot.violations += check(scenario, target, run_id, shot.resume_exit)
         if shot.violations:
-            shot.violations.append("resume log: " + tail(target, "resume").replace("\n", " | "))
+            command = "resume" if shot.killed else "run"
+            shot.violations.append(f"{command} log: " + tail(target, command).replace("\n", " | "))
     except Exception as exc:  # noqa: BLE001 - a harness error is a dirty injection, with its reason
         shot.violations.append(f"harness error: {type(exc).__name__}: {exc}")
     finally:
@@ -408,8 +409,11 @@ class Campaign:
 def headline(data: dict[str, Any]) -> str:
     """The one line CI prints last."""
     p, t = data["by_provider"], data["by_target"]
+    # a dirty run that ended before its kill point fails the test too: the line must not hide it
+    late = data["dirty_uninjected"]
+    uninjected = f" + {late} dirty run(s) that finished before their kill point" if late else ""
     return (
         f"crash injection: {data['injections']} injections (libvirt {p['libvirt']}, vsphere {p['vsphere']}, "
         f"proxmox {p['proxmox']}; worker {t['worker']}, server {t['server']}) — "
-        f"{data['clean']} clean, {data['dirty']} dirty ({data['seconds']:.0f}s, seed {data['seed']})"
+        f"{data['clean']} clean, {data['dirty']} dirty{uninjected} ({data['seconds']:.0f}s, seed {data['seed']})"
     )

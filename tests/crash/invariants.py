@@ -31,7 +31,8 @@ def check(
     """What must hold after the resumed run; every violation is one line."""
     bad: list[str] = []
     if resume_exit != 0:
-        bad.append(f"resume exited {resume_exit} (expected 0: run finished, every VM patched)")
+        command = "resume" if killed else "run"  # a run that finished before its kill point
+        bad.append(f"{command} exited {resume_exit} (expected 0: run finished, every VM patched)")
     facts = FactStore(target.state / "facts.db")
     try:
         record = facts.get_run(run_id)
