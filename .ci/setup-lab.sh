@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The real Debian guest lab (providers/lab, tests/e2e/test_lab.py) needs on the host:
+# The real Debian guest lab (patchwave_lab, tests/e2e/test_lab.py) needs on the host:
 #   mmdebstrap       builds the guest root file system from the Debian mirror in apt's sources
 #   qemu-system-x86  the TCG guests (libvirtd itself is set up by .ci/setup-libvirt.sh)
 #   qemu-utils       qemu-img: qcow2 base image, overlays

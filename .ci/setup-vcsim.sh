@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# vCenter simulator for the vSphere adapter's tests (tests/vcsim, tests/e2e/test_vsphere_*.py,
+# vCenter simulator for the vSphere adapter's tests (tests/simulators/vcsim, tests/e2e/test_vsphere_*.py,
 # tests/contract/test_vsphere.py, benchmarks/vsphere_inventory.py):
 #   golang-go                          Go toolchain (Debian's; no download at build time)
 #   golang-github-vmware-govmomi-dev   govmomi 0.24 sources incl. the vcsim simulator package
-# Then builds our launcher (tests/vcsim/*.go) into $PATCHWAVE_CACHE/vcsim (default .cache/vcsim,
+# Then builds our launcher (tests/simulators/vcsim/*.go) into $PATCHWAVE_CACHE/vcsim (default .cache/vcsim,
 # gitignored) with GOPATH=/usr/share/gocode GO111MODULE=off (~20 s; skipped when up to date).
 # Idempotent. Assumes `apt-get update` already ran.
 set -euo pipefail
@@ -20,4 +20,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-echo "vcsim launcher: $(python3 tests/vcsim/launcher.py)"
+echo "vcsim launcher: $(python3 tests/simulators/vcsim/launcher.py)"

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.vcsim.launcher import open_vsphere, start_vcsim
+from tests.simulators.vcsim.launcher import open_vsphere, start_vcsim
 
 
 def naive(sim):

@@ -8,29 +8,56 @@ thread-safe by contract). Guest channels are built per VM from the settings.
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Literal, Protocol, overload
 
 import structlog
 
-from orchestrator.config import HealthCheckSettings, ProviderSite, Settings, SshSettings
-from orchestrator.facts import FactStore
+from orchestrator.config.settings import HealthCheckSettings, ProviderSite, Settings, SshSettings
+from orchestrator.errors import FactStoreError
+from orchestrator.facts.inventory import InventoryStore
+from orchestrator.facts.store import FactStore
+from orchestrator.facts.vulns import VulnStore
 from orchestrator.guests.channel import AgentChannel, GuestChannel, LocalChannel
 from orchestrator.health import HealthTarget
+from orchestrator.model import Plan, host_step_id, vm_step_id
+from orchestrator.planning.cve import override_windows as windowless
+from orchestrator.planning.planner import group_of, make_plan
+from orchestrator.vulns.risk import VmRisk
 from providers import open_provider
-from providers.base import (
-    SYSTEM_CLOCK,
-    Capability,
-    CapabilityMissing,
-    Clock,
-    HostRef,
-    Provider,
-    VmInfo,
-    VmRef,
+from providers.base import Capability, HostRef, Inventory, Provider, VmInfo, VmRef
+from providers.capabilities import (
+    GuestExecOps,
+    HostPatchOps,
+    HostRebootOps,
+    MaintenanceCapability,
+    MaintenanceOps,
+    PowerCapability,
+    PowerOps,
+    SnapshotCapability,
+    SnapshotOps,
+    require,
 )
+from providers.timing import SYSTEM_CLOCK, Clock
 
 ProviderOpener = Callable[[ProviderSite], Provider]
+
+
+class DurationHistory(Protocol):
+    """What planning reads of the fact store: earlier steps' durations (:class:`FactStore`, or a
+    read-only :class:`~orchestrator.facts.reader.FactReader` for the dry run)."""
+
+    def history(self, step_ids: Sequence[str], limit: int = 10) -> dict[str, list[float]]: ...
+
+
+class RiskSource(Protocol):
+    """What planning reads of the vulnerability assessments: each VM's risk (``VulnStore``, or the
+    read-only ``FactReader`` for the dry run)."""
+
+    def risks(self) -> dict[str, VmRisk]: ...
 
 
 def open_site(site: ProviderSite) -> Provider:
@@ -42,19 +69,33 @@ class Context:
     def __init__(
         self,
         settings: Settings,
-        facts: FactStore,
+        facts: FactStore | None,
         *,
         clock: Clock = SYSTEM_CLOCK,
         log: Any = None,
         opener: ProviderOpener = open_site,
+        record_inventory: bool = True,
+        history: DurationHistory | None = None,
+        risks: RiskSource | None = None,
     ) -> None:
+        """``facts`` is None only for the dry run, which plans with ``history`` and ``risks`` and writes
+        nothing."""
         self.settings = settings
-        self.facts = facts
+        self._facts = facts
+        self._history: DurationHistory | None = history if history is not None else facts
+        self._risks: RiskSource | None = VulnStore(facts) if risks is None and facts is not None else risks
         self.clock = clock
+        self._record_inventories = record_inventory  # off for the dry run, which writes nothing
         self.log = log if log is not None else structlog.get_logger("patchwave")
         self._opener = opener
         self._providers: dict[str, Provider] = {}
         self._lock = threading.Lock()
+
+    @property
+    def facts(self) -> FactStore:
+        if self._facts is None:
+            raise RuntimeError("this context has no fact store (a dry run records nothing)")
+        return self._facts
 
     # ---------------------------------------------------------------- providers
 
@@ -66,13 +107,88 @@ class Context:
                 self.log.info("provider_opened", site=site, kind=self.settings.provider(site).kind)
             return self._providers[site]
 
-    def require(self, site: str, capability: Capability) -> Any:
-        provider = self.provider(site)
-        if capability not in provider.capabilities:
-            raise CapabilityMissing(
-                f"provider for site {site!r} does not support {capability.value}", code="capability"
-            )
-        return provider
+    @overload
+    def require(self, site: str, capability: Literal[Capability.INVENTORY]) -> Provider: ...
+    @overload
+    def require(self, site: str, capability: SnapshotCapability) -> SnapshotOps: ...
+    @overload
+    def require(self, site: str, capability: PowerCapability) -> PowerOps: ...
+    @overload
+    def require(self, site: str, capability: Literal[Capability.GUEST_EXEC]) -> GuestExecOps: ...
+    @overload
+    def require(self, site: str, capability: MaintenanceCapability) -> MaintenanceOps: ...
+    @overload
+    def require(self, site: str, capability: Literal[Capability.HOST_PATCH]) -> HostPatchOps: ...
+    @overload
+    def require(self, site: str, capability: Literal[Capability.HOST_REBOOT]) -> HostRebootOps: ...
+    @overload
+    def require(self, site: str, capability: Capability) -> Provider: ...
+    def require(self, site: str, capability: Capability) -> Provider:
+        """The site's provider typed as ``capability``'s Protocol (:func:`providers.base.require`);
+        :class:`~providers.errors.CapabilityMissing` when the provider does not declare it."""
+        return require(self.provider(site), capability)
+
+    # ---------------------------------------------------------------- discovery and planning
+
+    def discover(self, sites: Sequence[str] | None = None) -> tuple[Inventory, ...]:
+        """Every site's inventory (sites in configuration order)."""
+        chosen = self.settings.sites if sites is None else sites
+        found = tuple(self.inventory_of(site) for site in chosen)
+        if self._record_inventories:
+            for inventory in found:
+                self._record_inventory(inventory)
+        return found
+
+    def inventory_of(self, site: str) -> Inventory:
+        """One site's inventory, asked of its provider (recorded by nobody)."""
+        return self.require(site, Capability.INVENTORY).inventory()
+
+    def record_inventory(self, inventory: Inventory, *, pin: str = "") -> int:
+        """Record ``inventory`` as its site's latest (a run plans from it: ``pin`` = the run id, its
+        rows kept until the run has planned); returns the snapshot id. Errors propagate."""
+        return InventoryStore(self.facts).record(inventory, lambda vm: placement(vm, self.settings), pin=pin)
+
+    def _record_inventory(self, inventory: Inventory) -> None:
+        """The site's latest inventory on record, for the report and the metrics; a failed write is
+        logged and never fails the discovery (a command does not depend on it)."""
+        try:
+            self.record_inventory(inventory)
+        except (sqlite3.Error, FactStoreError) as exc:
+            self.log.warning("inventory_record_failed", site=inventory.site, error=str(exc))
+
+    def plan(
+        self,
+        inventories: Sequence[Inventory],
+        now: datetime,
+        *,
+        selection: Sequence[str] = (),
+        hosts: bool = True,
+        guests: bool = True,
+        groups: Sequence[str] = (),
+        sites: Sequence[str] = (),
+        window: str = "",
+        override_windows: bool = False,
+    ) -> Plan:
+        """``make_plan`` with the fact store's duration history, the VMs' risks (latest vulnerability
+        assessments) and the providers' capabilities (the ``plan`` command and the ``plan_run``
+        activity plan with the same inputs)."""
+        step_ids = [vm_step_id(vm.ref) for inv in inventories for vm in inv.vms]
+        step_ids += [host_step_id(host.ref) for inv in inventories for host in inv.hosts]
+        capabilities = {inv.site: self.provider(inv.site).capabilities for inv in inventories}
+        return make_plan(
+            inventories,
+            windowless(self.settings) if override_windows else self.settings,
+            now,
+            history=self._history.history(step_ids) if self._history is not None else {},
+            capabilities=capabilities,
+            selection=selection,
+            hosts=hosts,
+            guests=guests,
+            groups=groups,
+            sites=sites,
+            window="" if override_windows else window,
+            risks=self._risks.risks() if self._risks is not None else {},
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -111,6 +227,12 @@ class Context:
         return HealthTarget(
             vm.name, ip=ip, tags=info.tags, site=vm.site, channel=lambda: self.guest_channel(vm, info)
         )
+
+
+def placement(vm: VmInfo, settings: Settings) -> tuple[str, str]:
+    """The (group, ring) the configuration gives ``vm`` (as the planner places it)."""
+    group = group_of(vm, settings)
+    return group.name, group.ring
 
 
 def replace_host(ssh: SshSettings, default: str) -> SshSettings:

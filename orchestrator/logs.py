@@ -1,8 +1,14 @@
 """Structured logging: structlog configured once, with a redaction processor.
 
 Events have stable snake_case names (``snapshot_created``, ``guest_patch_failed``) and key/values;
-bind run/step/vm as context (``log.bind(run=..., step=...)``). Output goes to stderr (stdout is the
-CLI's): JSON for machines, console rendering on a TTY (``format = "auto"``).
+bind run/step/vm as context (``log.bind(run=..., step=...)``). Two sinks (stdout is the CLI's, for
+people):
+
+* the **log file** (``<state dir>/logs/patchwave.log``, JSON lines, rotated at 10 MB, 5 kept): every
+  event at ``[logging] level``;
+* **stderr**: warnings and errors only (console rendering on a TTY, JSON lines otherwise), or every
+  event with ``-v``/``--verbose``; ``format = "json"`` (``--log-format json``) is the machine mode:
+  every event as JSON lines on stderr, as a CI log wants it.
 
 The :class:`Redactor` replaces every known secret value (the ones ``load_settings`` resolved,
 ``Settings.secrets``) and the value of every secret-looking key (password, token, secret,
@@ -12,23 +18,29 @@ rendered exception text. It is handed to structlog's processor chain, not kept i
 
 from __future__ import annotations
 
+import json
 import logging
+import logging.handlers
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
+from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
 
-from orchestrator.config import LoggingSettings
+from orchestrator.config.settings import LoggingSettings
 from orchestrator.secrets import is_secret_key
-from providers.base import Secret
+from providers.settings import Secret
 
 REDACTED = "***"
 #: Secrets shorter than this are only redacted where they are the whole value, not inside text.
 MIN_SUBSTRING_SECRET = 4
-EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+_LEVEL_OF = {**_LEVELS, "warn": logging.WARNING, "exception": logging.ERROR, "critical": logging.CRITICAL}
+#: The log file rotates at this size, keeping this many old files.
+LOG_FILE_BYTES = 10 * 1024 * 1024
+LOG_FILE_BACKUPS = 5
 # "Authorization: Bearer x", "Cookie: a=b", "PVEAuthCookie=..." inside free text (e.g. an exception).
 _HEADERS = re.compile(
     r"(?im)\b(authorization|cookie|set-cookie|pveauthcookie|csrfpreventiontoken)\b(\s*[:=]\s*)([^\r\n,;]+)"
@@ -65,11 +77,78 @@ class Redactor:
             return self.redact_text(str(value))
         return value
 
-    def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
         return {
             key: REDACTED if is_secret_key(key) and key != "event" else self.redact(value)
             for key, value in event_dict.items()
         }
+
+
+def log_file_of(state_dir: Path) -> Path:
+    """Where the events of the processes using ``state_dir`` go (JSON lines, rotated)."""
+    return state_dir / "logs" / "patchwave.log"
+
+
+class _LogFile:
+    """The rotating log file, opened at its first event once the state directory exists (patchwave
+    never creates a state directory just to log into it: a dry run or a bad config leaves none)."""
+
+    def __init__(self, path: Path, out: TextIO) -> None:
+        self.path, self.out = path, out
+        self.handler: logging.Handler | None = None
+        self.off = False
+
+    def write(self, level: int, line: str) -> None:
+        if self.off:
+            return
+        if self.handler is None:
+            if not self.path.parent.parent.is_dir():
+                return  # no state directory (yet)
+            try:
+                self.path.parent.mkdir(exist_ok=True)
+                self.handler = logging.handlers.RotatingFileHandler(
+                    self.path, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
+                )
+            except OSError as exc:  # a read-only or full state disk: the command still runs, said once
+                self.off = True
+                self.out.write(
+                    f"warning: no log file ({self.path}: {exc.strerror or exc}); events go to stderr only\n"
+                )
+                return
+            self.handler.setFormatter(logging.Formatter("%(message)s"))
+        self.handler.emit(logging.LogRecord("patchwave", level, "", 0, line, None, None))
+
+    def close(self) -> None:
+        self.off = True
+        if self.handler is not None:
+            self.handler.close()
+
+
+class _Sinks:
+    """The last processor: writes the redacted event to the log file (JSON, every event that passed
+    the level) and to stderr (rendered) when it is at least ``stderr_level``; then drops it."""
+
+    def __init__(self, out: TextIO, renderer: Any, stderr_level: int, file: _LogFile | None) -> None:
+        self.out, self.renderer, self.stderr_level, self.file = out, renderer, stderr_level, file
+
+    def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+        level = _LEVEL_OF.get(str(event_dict.get("level", method_name)), logging.INFO)
+        if self.file is not None:
+            self.file.write(level, json.dumps(dict(event_dict), sort_keys=True, default=str))
+        if level >= self.stderr_level:
+            self.out.write(self.renderer(logger, method_name, dict(event_dict)) + "\n")
+            self.out.flush()
+        raise structlog.DropEvent
+
+
+_current: list[_Sinks] = []  # the sinks configure_logging installed last (one per process)
+
+
+def stop_log_file() -> None:
+    """No more events to the log file in this process (a dry run writes nothing, its log included)."""
+    for sinks in _current:
+        if sinks.file is not None:
+            sinks.file.close()
 
 
 def configure_logging(
@@ -78,8 +157,13 @@ def configure_logging(
     secrets: Iterable[Secret | str] = (),
     stream: TextIO | None = None,
     tty: bool | None = None,
+    log_file: Path | None = None,
+    verbose: bool = False,
 ) -> Redactor:
-    """Configure structlog for the process (call once, early). Returns the redactor it installed."""
+    """Configure structlog for the process (call once, early). Returns the redactor it installed.
+
+    ``log_file``: every event as a JSON line there too (see the module doc); stderr gets warnings
+    and errors only, unless ``verbose`` or the ``json`` format (machine mode: everything)."""
     out = stream if stream is not None else sys.stderr
     console = settings.format == "console" or (
         settings.format == "auto"
@@ -91,6 +175,18 @@ def configure_logging(
         if console
         else structlog.processors.JSONRenderer(sort_keys=True)
     )
+    level = _LEVELS[settings.level]
+    everything = verbose or settings.format == "json"
+    sinks = _Sinks(
+        out,
+        renderer,
+        level if everything else max(level, logging.WARNING),
+        _LogFile(log_file, out) if log_file is not None else None,
+    )
+    for previous in _current:
+        if previous.file is not None:
+            previous.file.close()
+    _current[:] = [sinks]
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -99,10 +195,31 @@ def configure_logging(
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,  # exception -> text, so the redactor sees it
             redactor,
-            renderer,
+            sinks,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[settings.level]),
+        wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.WriteLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
     return redactor
+
+
+class SdkLineHandler(logging.StreamHandler[TextIO]):
+    """The Temporal SDK logs each failed activity attempt with a traceback; the CLI keeps the one
+    line (patchwave logs its own event with the reason) and drops the traceback."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        record.exc_info = None
+        record.exc_text = None
+        super().emit(record)
+
+
+def quiet_sdk_tracebacks() -> None:
+    logger = logging.getLogger("temporalio")
+    if any(isinstance(h, SdkLineHandler) for h in logger.handlers):
+        return
+    handler = SdkLineHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.propagate = False

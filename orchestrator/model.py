@@ -17,18 +17,56 @@ from providers.base import HostRef, VmRef
 SCHEMA_VERSION = 1
 
 
-class StepKind(enum.StrEnum):
-    HOST = "host"
-    VM = "vm"
-
-
 class StepStatus(enum.StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     SUCCEEDED = "succeeded"  # patched (or nothing to do) and healthy
     ROLLED_BACK = "rolled_back"  # patch failed health; snapshot reverted; healthy again
     FAILED = "failed"  # failed and could not be made healthy (counts against the budget)
-    SKIPPED = "skipped"  # not attempted (blocked, budget exhausted, window closed)
+    SKIPPED = "skipped"  # not attempted (blocked, budget exhausted, window closed, unhealthy before)
+
+    @property
+    def final(self) -> bool:
+        """The step's attempt concluded (SUCCEEDED, ROLLED_BACK, FAILED): a resumed run must not
+        redo it. A SKIPPED step was not attempted, so a resume attempts it."""
+        return self in (StepStatus.SUCCEEDED, StepStatus.ROLLED_BACK, StepStatus.FAILED)
+
+    @property
+    def concluded(self) -> bool:
+        """The step has a result to report: final or SKIPPED (e.g. the compliance report's last
+        result, or a run's step whose unfinished attempt will never report back)."""
+        return self.final or self is StepStatus.SKIPPED
+
+
+def vm_step_id(vm: VmRef) -> str:
+    """The stable step id of a VM: the same VM always gets the same id (``vm:site:platform-id``)."""
+    return f"vm:{vm.site}:{vm.id}"
+
+
+def host_step_id(host: HostRef) -> str:
+    """The stable step id of a hypervisor host (``host:site:platform-id``)."""
+    return f"host:{host.site}:{host.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class PackageChange:
+    """One package a patch changed (a leaf value: the guests' parsers, payloads and the journal)."""
+
+    name: str
+    old: str  # "" for a newly installed package
+    new: str  # "" for a removed package
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.old}->{self.new}"
+
+
+class ExitCode(enum.IntEnum):
+    """How a run (``run``/``resume``) ends for the command line."""
+
+    OK = 0  # everything succeeded (blocked/skipped targets are listed, not failures)
+    SOME_FAILED = 1  # some VM rolled back or failed, or a host failed
+    BAD_INPUT = 2
+    HALTED = 3  # the failure budget or a gate halted the run
 
 
 class RebootPolicy(enum.StrEnum):
@@ -36,11 +74,22 @@ class RebootPolicy(enum.StrEnum):
     ALWAYS = "always"
     NEVER = "never"
 
+    def needs_reboot(self, reboot_required: bool) -> bool:
+        """Reboot after patching? ``always``, ``never``, or (``if-required``) what the patch reported."""
+        if self is RebootPolicy.ALWAYS:
+            return True
+        if self is RebootPolicy.NEVER:
+            return False
+        return reboot_required
+
 
 class UpdateMode(enum.StrEnum):
     ALL = "all"
     SECURITY = "security"
     PINNED = "pinned"
+    CVE = (
+        "cve"  # `run --cve`: only the packages fixing the run's CVEs (the run's target set; never configured)
+    )
 
 
 @dataclass(frozen=True)
@@ -49,7 +98,12 @@ class Blocker:
 
     target: str  # "site/name"
     reason: str  # human sentence naming the fix
-    code: str  # stable: "capability", "powered_off", "locked", "no_channel", "excluded", "window"
+    code: str  # stable: "capability", "powered_off", "locked", "no_channel", "excluded", "window", "no_health_check"
+
+
+#: How a guest's restart tool reports a newer kernel among the stale "services" (needrestart KSTA 2/3):
+#: only a reboot helps.
+STALE_KERNEL = "kernel"
 
 
 @dataclass(frozen=True)
@@ -64,11 +118,20 @@ class VmPolicy:
     pins: tuple[str, ...] = ()
     health_deadline_s: int = 300
     patch_timeout_s: int = 3600
+    reboot_timeout_s: int = 300  # raised by learned reboot durations, see VmActivities.vm_reboot
+    restart_services: str = "none"  # "needrestart": restart stale services instead of a non-kernel reboot
+    backup: bool = (
+        False  # a full backup before the snapshot ([policy] backup; VmPatch refuses to patch without it)
+    )
+    backup_keep: int = 3  # [backup] keep: the VM's patchwave backups kept after a successful one
+    backup_timeout_s: int = 7200
+    pause_autoupdates: bool = False  # [autoupdates] mode coexist | off: the updater is paused while patching
+    autoupdates_wait_s: int = 900  # how long the pause waits for a running automatic update
 
 
 @dataclass(frozen=True)
 class VmStep:
-    step_id: str  # stable: f"vm:{site}:{vm.id}" — the same VM always gets the same id
+    step_id: str  # stable: vm_step_id(vm)
     vm: VmRef
     group: str
     ring: str
@@ -82,13 +145,18 @@ class VmStep:
 
 @dataclass(frozen=True)
 class HostStep:
-    step_id: str  # stable: f"host:{site}:{host.id}"
+    step_id: str  # stable: host_step_id(host)
     host: HostRef
     failure_domain: str
     evacuate: bool
     patch: str  # "platform" | "ssh" | "none"
     reboot: RebootPolicy
     est_duration_s: int
+    window: str = ""  # the failure domain's maintenance window ("" = none: the host starts at once)
+    worst_s: int = (
+        0  # worst case of this host (evacuate + patch + reboot + exit): longest past run, else default
+    )
+    need_s: int = 0  # admission need: worst cases of this host and the later hosts of its domain
 
 
 @dataclass(frozen=True)
@@ -97,6 +165,10 @@ class FailureDomain:
 
     domain_id: str
     hosts: tuple[HostStep, ...]
+    window: str = ""  # the domain's maintenance window ("" = none)
+    worst_case_s: int = 0  # sum of its hosts' worst cases: the domain starts only if this fits
+    est_start: str = ""  # ISO UTC: predicted start (orchestrator.windows.hosts.place_hosts)
+    est_end: str = ""  # ISO UTC: predicted end
 
 
 @dataclass(frozen=True)
@@ -112,6 +184,28 @@ class Wave:
     est_start: str = ""  # ISO UTC: predicted start (planner's timeline, waits for the window)
     est_duration_s: int = 0  # predicted duration: ceil(n / concurrency) * slowest VM estimate
     fits: bool = True  # every VM can start and, worst case, roll back before the window's cutoff
+
+    def info(self, position: int) -> WaveInfo:
+        """This wave without its VMs, at ``position`` in the plan's wave order."""
+        return WaveInfo(
+            position=position, wave_id=self.wave_id, ring=self.ring, size=len(self.vms),
+            concurrency=self.concurrency, soak_s=self.soak_s, approval=self.approval, window=self.window,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class WaveInfo:
+    """A wave without its VMs: what the workflows carry. The VMs are read from the fact store in
+    batches (``wave_batch``), so no payload grows with the fleet."""
+
+    position: int  # 0-based place in the plan's wave order (``Wave.index`` counts within a ring)
+    wave_id: str
+    ring: str
+    size: int  # number of VMs
+    concurrency: int
+    soak_s: int = 0
+    approval: bool = False
+    window: str = ""
 
 
 @dataclass(frozen=True)
@@ -162,10 +256,12 @@ class RunRequest:
     selection: tuple[str, ...] = ()  # explicit VM/host names from the CLI; empty = config targets
     hosts: bool = True  # run the hypervisor phase
     guests: bool = True  # run the guest waves
-    dry_run: bool = False
     requested_by: str = ""
     groups: tuple[str, ...] = ()  # only VMs of these [[groups]] (a scheduled run's scope); empty = all
     sites: tuple[str, ...] = ()  # only these sites; empty = every configured site
+    window: str = ""  # a scheduled run's window: VMs whose group has no window of their own wait for it
+    cves: tuple[str, ...] = ()  # `run --cve`: only the packages fixing these, on the affected VMs
+    now: bool = False  # `run --now`: windows overridden (recorded with the run)
 
 
 @dataclass(frozen=True)
@@ -197,11 +293,64 @@ class HostOutcome:
 
 @dataclass(frozen=True)
 class RunSummary:
+    """A run's result. Bounded: ``counts`` covers every VM of the run, ``vms`` / ``hosts`` list at
+    most a page of outcomes (the failed and rolled-back ones first; the fact store has them all,
+    ``patchwave status RUN --page N``). Without ``counts`` (a summary built by hand) the lists count."""
+
     run_id: str
     status: str  # "succeeded" | "halted" | "failed" | "paused"
     hosts: tuple[HostOutcome, ...] = ()
     vms: tuple[VmOutcome, ...] = ()
     halted_reason: str = ""
+    counts: dict[str, int] = field(default_factory=dict)  # VM step status -> number of VMs (all of them)
+    hosts_failed: int = 0  # FAILED hosts (all of them; ``hosts`` may be a page)
 
     def count(self, status: StepStatus) -> int:
+        if self.counts:
+            return self.counts.get(status.value, 0)
         return sum(1 for v in self.vms if v.status is status)
+
+    @property
+    def vms_total(self) -> int:
+        return sum(self.counts.values()) if self.counts else len(self.vms)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.status == "halted":
+            return ExitCode.HALTED
+        bad = self.count(StepStatus.FAILED) + self.count(StepStatus.ROLLED_BACK)
+        if bad or self.hosts_failed or any(h.status is StepStatus.FAILED for h in self.hosts):
+            return ExitCode.SOME_FAILED
+        return ExitCode.OK
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    kind: str
+    ok: bool
+    detail: str = ""
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    ok: bool
+    results: tuple[CheckResult, ...] = ()
+
+    @property
+    def failures(self) -> str:
+        bad = [f"{r.name}: {r.detail}" for r in self.results if not r.ok]
+        return "; ".join(bad)
+
+
+@dataclass(frozen=True)
+class CleanupResult:
+    """What a snapshot cleanup of one site did (:func:`orchestrator.snapshots.clean_up`).
+
+    Each entry is a "vm/snapshot" label."""
+
+    deleted: tuple[str, ...] = ()  # deleted now
+    gone: tuple[str, ...] = ()  # already gone (marked deleted)
+    refused: tuple[str, ...] = ()  # ownership did not match: left alone and marked leaked
+    in_use: tuple[str, ...] = ()  # its run is not finished, or another run/operation holds the VM: kept

@@ -2,7 +2,7 @@
 
 A secret is never written in the configuration itself: ``password = { env = "VCENTER_PASSWORD" }``
 or ``password = { file = "/etc/patchwave/vc.pass" }``. :func:`resolve_table` walks a table, turns
-each reference into a :class:`providers.base.Secret` and refuses a secret-named key holding a plain
+each reference into a :class:`providers.settings.Secret` and refuses a secret-named key holding a plain
 string. The resolved values are returned to the caller (for the log redactor) — there is no
 process-wide registry.
 """
@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from orchestrator.errors import ConfigError
-from providers.base import Secret
+from providers.settings import Secret
 
 #: Words that make a key secret-looking (matched on ``_``/``-``/``.``-separated parts).
 SECRET_WORDS = frozenset(
@@ -41,7 +41,7 @@ def is_secret_key(name: object) -> bool:
     return any(p in SECRET_WORDS for p in parts)
 
 
-def is_reference(value: object) -> bool:
+def is_reference(value: object) -> TypeGuard[Mapping[str, object]]:
     """``{ env = "X" }`` or ``{ file = "/path" }`` (exactly one key)."""
     return isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in ("env", "file")
 
@@ -123,7 +123,7 @@ def resolve_table(
 def reference_text(value: object) -> object:
     """What the config digest records for a value: a reference's target (never the secret)."""
     if is_reference(value):
-        (kind, target), = value.items()  # type: ignore[union-attr]  # fmt: skip
+        (kind, target), = value.items()  # fmt: skip
         return f"<{kind}:{target}>"
     if isinstance(value, Mapping):
         return {str(k): reference_text(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}

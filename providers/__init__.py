@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol, cast
 
-from providers.base import Provider, SdkMissing, SettingsError
+from providers.base import Provider
+from providers.errors import SdkMissing
+from providers.settings import SettingsError
 
 #: kind -> (adapter module, SDK import name, pip extra)
 KINDS: Mapping[str, tuple[str, str, str]] = {
@@ -20,10 +22,19 @@ KINDS: Mapping[str, tuple[str, str, str]] = {
 }
 
 
-def _adapter(kind: str) -> Any:
+class _Adapter(Protocol):
+    """What an adapter package (``providers.libvirt``, ...) exports: its two entry points."""
+
+    def parse_settings(self, site: str, raw: Mapping[str, Any]) -> Any: ...
+
+    def open_provider(self, settings: Any) -> Provider: ...
+
+
+def _adapter(kind: str) -> _Adapter:
     if kind not in KINDS:
         raise SettingsError("kind", f"unknown provider kind {kind!r}", f"use one of: {', '.join(KINDS)}")
-    return importlib.import_module(KINDS[kind][0])
+    # A module imported by name is a ModuleType to mypy; the adapter packages export these two functions.
+    return cast(_Adapter, importlib.import_module(KINDS[kind][0]))
 
 
 def parse_settings(kind: str, site: str, raw: Mapping[str, Any]) -> Any:

@@ -1,7 +1,8 @@
 """The provider contract: what the orchestrator may ask of a hypervisor platform.
 
 Everything that talks to libvirt, vSphere or Proxmox lives in an adapter module next to this one
-and implements the small Protocols below. An adapter declares what it can do as a set of
+and implements the small Protocols: :class:`Provider` below, and the verbs of each capability it
+declares (:mod:`providers.capabilities`). An adapter declares what it can do as a set of
 :class:`Capability` values; the planner checks capabilities before a run starts, so a missing
 feature is a *blocker in the plan*, never an exception half-way through a rollout.
 
@@ -19,6 +20,8 @@ the planner treats it like a capability the provider lacks for that guest only. 
 (the agent is not answering *right now*) are not capabilities: they are ``VmInfo.agent_ready`` and
 :class:`GuestAgentUnavailable`.
 
+The BACKUP and BACKUP_VERIFY verbs and their values are in :mod:`providers.backups`.
+
 Values crossing this boundary are frozen dataclasses of plain types so that they serialise into
 Temporal payloads and the fact store without custom converters.
 """
@@ -26,14 +29,11 @@ Temporal payloads and the fact store without custom converters.
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Protocol, TypeVar, runtime_checkable
-
-import tenacity
+from typing import Protocol, runtime_checkable
 
 # --------------------------------------------------------------------------------------------
 # Capabilities
@@ -54,6 +54,8 @@ class Capability(enum.StrEnum):
     HOST_EVACUATE = "host_evacuate"  # maintenance mode moves running guests away
     HOST_PATCH = "host_patch"  # the platform itself can patch a host (e.g. HostPatchManager)
     HOST_REBOOT = "host_reboot"  # reboot a host and wait for it to reconnect
+    BACKUP = "backup"  # full backups outside the VM's own storage chain: create / list / delete
+    BACKUP_VERIFY = "backup_verify"  # restore a backup into an isolated copy, probe it, destroy it
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,8 +206,6 @@ class SnapshotOwnership:
 
 def snapshot_name(run_id: str, step_id: str) -> str:
     """A deterministic snapshot name for (run, step); short enough for Proxmox (40 chars)."""
-    import hashlib
-
     digest = hashlib.sha256(f"{run_id}/{step_id}".encode()).hexdigest()[:12]
     return f"{SNAPSHOT_NAME_PREFIX}{run_id[:20]}-{digest}"[:40]
 
@@ -223,6 +223,11 @@ class SnapshotInfo:
     @property
     def ownership(self) -> SnapshotOwnership | None:
         return SnapshotOwnership.from_description(self.description)
+
+    def owned_by(self, run_id: str, step_id: str) -> bool:
+        """True only when the description's ownership names this (run, step) — never by name."""
+        owner = self.ownership
+        return owner is not None and (owner.run_id, owner.step_id) == (run_id, step_id)
 
 
 # --------------------------------------------------------------------------------------------
@@ -270,180 +275,14 @@ class HostPatchResult:
 
 
 # --------------------------------------------------------------------------------------------
-# Errors
-# --------------------------------------------------------------------------------------------
-
-
-class ProviderError(Exception):
-    """Base class. ``retryable`` tells the engine whether another attempt may succeed."""
-
-    retryable: bool = False
-
-    def __init__(self, message: str, *, target: str = "", code: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.target = target
-        self.code = code  # short stable machine code, e.g. "locked", "not_found", "auth"
-
-    def __str__(self) -> str:
-        where = f" [{self.target}]" if self.target else ""
-        return f"{self.message}{where}"
-
-
-class TransientProviderError(ProviderError):
-    retryable = True
-
-
-class PermanentProviderError(ProviderError):
-    retryable = False
-
-
-class ProviderTimeout(TransientProviderError):
-    """A wait exceeded its deadline. Never returned silently as ``None``."""
-
-
-class ProviderUnavailable(TransientProviderError):
-    """Connection refused/dropped, HTTP 5xx from a proxy, node offline."""
-
-
-class ResourceBusy(TransientProviderError):
-    """A lock or a conflicting task holds the object (Proxmox lock, vSphere TaskInProgress)."""
-
-
-class GuestAgentUnavailable(TransientProviderError):
-    """The guest's agent (qemu-ga, VMware Tools) does not answer now: not started yet, restarting,
-    hung. Transient by definition; an agent that is not *configured* is a static fact instead
-    (``CapabilityMissing`` when called, :attr:`VmInfo.unsupported` when planning). Adapters keep
-    their codes (libvirt ``agent_unresponsive``/``agent_unsynced``, Proxmox ``agent_not_ready``)."""
-
-
-class NotFound(PermanentProviderError):
-    pass
-
-
-class AuthenticationFailed(PermanentProviderError):
-    """Credentials refused (``code="auth"``), access denied, or the platform's TLS certificate was
-    rejected (``code="tls"``: unknown CA, wrong pin, hostname mismatch)."""
-
-
-class OperationRefused(PermanentProviderError):
-    """The platform understood and said no (invalid state, ZFS newest-only rollback, ...)."""
-
-
-class CapabilityMissing(PermanentProviderError):
-    pass
-
-
-class SdkMissing(PermanentProviderError):
-    """The adapter's SDK is not installed; the message names the extra to install."""
-
-
-# --------------------------------------------------------------------------------------------
-# Clock (injectable time for waits and retries)
-# --------------------------------------------------------------------------------------------
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-    def monotonic(self) -> float: ...
-    def sleep(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-
-SYSTEM_CLOCK = SystemClock()
-
-
-def utc_now_iso(clock: Clock = SYSTEM_CLOCK) -> str:
-    return clock.now().astimezone(UTC).isoformat(timespec="seconds")
-
-
-T = TypeVar("T")
-
-
-def wait_until(
-    probe: Callable[[], T | None],
-    *,
-    timeout: float,
-    interval: float,
-    what: str,
-    clock: Clock = SYSTEM_CLOCK,
-    target: str = "",
-) -> T:
-    """Poll ``probe`` until it returns something truthy; raise :class:`ProviderTimeout` at the deadline."""
-    deadline = clock.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if clock.monotonic() >= deadline:
-            raise ProviderTimeout(f"timed out after {timeout:.0f}s waiting for {what}", target=target)
-        clock.sleep(min(interval, max(0.0, deadline - clock.monotonic())) or interval)
-
-
-# --------------------------------------------------------------------------------------------
-# Named retry policies
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """A named, bounded retry policy. Used with tenacity in-process and mapped to Temporal's."""
-
-    name: str
-    max_attempts: int
-    initial_s: float
-    max_s: float
-    multiplier: float = 2.0
-    deadline_s: float | None = None
-
-    def retrying(self, clock: Clock = SYSTEM_CLOCK) -> tenacity.Retrying:
-        stops = [tenacity.stop_after_attempt(self.max_attempts)]
-        if self.deadline_s is not None:
-            stops.append(tenacity.stop_after_delay(self.deadline_s))
-        return tenacity.Retrying(
-            stop=tenacity.stop_any(*stops),
-            wait=tenacity.wait_exponential(multiplier=self.initial_s, max=self.max_s, exp_base=self.multiplier),
-            retry=tenacity.retry_if_exception(is_retryable),
-            sleep=clock.sleep,
-            reraise=True,
-        )
-
-    def call(self, fn: Callable[[], T], clock: Clock = SYSTEM_CLOCK) -> T:
-        return self.retrying(clock)(fn)
-
-
-def is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, ProviderError) and exc.retryable
-
-
-#: An API call against a hypervisor manager (vCenter, PVE API, libvirtd).
-API_CALL = RetryPolicy("api_call", max_attempts=5, initial_s=0.5, max_s=10.0, deadline_s=120.0)
-#: Re-establishing a session (re-login after NotAuthenticated / expired ticket).
-RELOGIN = RetryPolicy("relogin", max_attempts=2, initial_s=0.2, max_s=1.0)
-#: Waiting for an object lock held by someone else to be released.
-LOCK_WAIT = RetryPolicy("lock_wait", max_attempts=30, initial_s=1.0, max_s=10.0, deadline_s=300.0)
-
-POLICIES: Mapping[str, RetryPolicy] = {p.name: p for p in (API_CALL, RELOGIN, LOCK_WAIT)}
-
-
-# --------------------------------------------------------------------------------------------
 # The Protocols
 # --------------------------------------------------------------------------------------------
 
 
 @runtime_checkable
 class Provider(Protocol):
-    """What every adapter offers. Capability verbs are in the Protocols below."""
+    """What every adapter offers. The verbs of each capability are in :mod:`providers.capabilities`:
+    a Protocol per verb group (a provider that has it), which ``require`` returns the provider as."""
 
     site: str
     capabilities: frozenset[Capability]
@@ -452,151 +291,3 @@ class Provider(Protocol):
     def get_vm(self, vm: VmRef) -> VmInfo: ...
     def get_host(self, host: HostRef) -> HostInfo: ...
     def close(self) -> None: ...
-
-
-class SnapshotOps(Protocol):
-    """Capability.SNAPSHOT (and SNAPSHOT_MEMORY / SNAPSHOT_QUIESCE for the flags)."""
-
-    def list_snapshots(self, vm: VmRef) -> list[SnapshotInfo]: ...
-
-    def create_snapshot(
-        self, vm: VmRef, name: str, description: str, *, memory: bool = False, quiesce: bool = False
-    ) -> SnapshotInfo:
-        """Create a snapshot and return it as listed afterwards.
-
-        ``memory`` and ``quiesce`` are *requests*: a provider without SNAPSHOT_MEMORY /
-        SNAPSHOT_QUIESCE raises :class:`CapabilityMissing` when asked, but a provider may capture
-        memory although it was not asked to (libvirt internal snapshots of a running domain are
-        always checkpoints). The returned ``SnapshotInfo.has_memory`` is authoritative: it says what
-        a revert will restore (a running guest from a memory snapshot, a stopped one otherwise).
-        """
-        ...
-
-    def revert_snapshot(self, vm: VmRef, snapshot_id: str) -> None: ...
-    def delete_snapshot(self, vm: VmRef, snapshot_id: str) -> None: ...
-
-
-class PowerOps(Protocol):
-    """Capability.POWER and Capability.GUEST_REBOOT.
-
-    ``power_on``, ``shutdown`` and ``power_off`` are idempotent: a guest already in the target state
-    is no error and nothing is done (activities are delivered at least once). The contract suite
-    checks this for every adapter.
-    """
-
-    def power_on(self, vm: VmRef) -> None:
-        """Start (or resume) the guest; no-op when it is running."""
-        ...
-
-    def shutdown(self, vm: VmRef, *, timeout: float) -> None:
-        """Graceful shutdown, waiting (bounded by ``timeout``) until it is off; no-op when it is off."""
-        ...
-
-    def power_off(self, vm: VmRef) -> None:
-        """Hard power off; no-op when the guest is not running."""
-        ...
-
-    def reboot_guest(self, vm: VmRef) -> None:
-        """Ask the guest to reboot and return once the request was accepted (a platform task that
-        restarts the VM, like Proxmox's, is waited for and its exit status checked). It does *not*
-        wait for the guest OS to come back: the engine does, through the guest layer (a new
-        ``boot_id``, see ``orchestrator/guests/reboot.py``). A guest that is not running is refused
-        (:class:`OperationRefused`)."""
-        ...
-
-
-class GuestExecOps(Protocol):
-    """Capability.GUEST_EXEC: run a program in the guest through the platform's agent.
-
-    ``guest_ping`` never raises for agent trouble (it answers ``False``). ``guest_exec`` raises
-    :class:`GuestAgentUnavailable` when the agent does not answer, :class:`ProviderTimeout` when the
-    program outlives ``timeout``, :class:`CapabilityMissing` when this guest cannot run agent
-    commands at all (e.g. a container); a non-zero exit status is in the :class:`ExecResult`.
-    """
-
-    def guest_ping(self, vm: VmRef) -> bool: ...
-    def guest_exec(
-        self,
-        vm: VmRef,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        env: Mapping[str, str] | None = None,
-        stdin: str | None = None,
-    ) -> ExecResult: ...
-
-
-class MaintenanceOps(Protocol):
-    """Capability.HOST_MAINTENANCE (HOST_EVACUATE when ``evacuate`` moves guests away)."""
-
-    def enter_maintenance(self, host: HostRef, *, evacuate: bool, timeout: float) -> None:
-        """Idempotent: on a host already in maintenance, only what is left is done (with
-        ``evacuate``: move the guests still running there; a retry after a crash relies on it)."""
-        ...
-
-    def exit_maintenance(self, host: HostRef, *, timeout: float) -> None: ...
-
-
-class HostPatchOps(Protocol):
-    """Capability.HOST_PATCH: the platform patches the host itself."""
-
-    def patch_host(self, host: HostRef, spec: HostPatchSpec, *, timeout: float) -> HostPatchResult:
-        """Install ``spec`` on ``host`` (in maintenance mode); ``build_after`` is the build reported
-        when the install finished, which on ESXi is still the old one until the host reboots."""
-        ...
-
-
-class HostRebootOps(Protocol):
-    """Capability.HOST_REBOOT: reboot and wait until the host is connected again."""
-
-    def reboot_host(self, host: HostRef, *, timeout: float) -> None: ...
-
-
-def require(provider: Provider, capability: Capability) -> object:
-    """Return ``provider`` if it declares ``capability``; raise :class:`CapabilityMissing` otherwise."""
-    if capability not in provider.capabilities:
-        raise CapabilityMissing(
-            f"provider for site {provider.site!r} does not support {capability.value}", code="capability"
-        )
-    return provider
-
-
-# --------------------------------------------------------------------------------------------
-# Settings and secrets shared by adapters
-# --------------------------------------------------------------------------------------------
-
-
-class Secret:
-    """A credential. Its repr/str never reveal the value; call :meth:`reveal` at the SDK boundary."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(("secret", self._value))
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-
-class SettingsError(ValueError):
-    """A provider setting is invalid. ``field`` is the dotted key, ``fix`` says what to write."""
-
-    def __init__(self, field_name: str, message: str, fix: str = "") -> None:
-        super().__init__(f"{field_name}: {message}" + (f" (fix: {fix})" if fix else ""))
-        self.field = field_name
-        self.message = message
-        self.fix = fix

@@ -4,20 +4,26 @@ See docs/ARCHITECTURE.md, section "Guest layer". Package managers only build com
 output; channels carry the commands; GuestPatcher and reboot_and_wait combine the two.
 """
 
-from .channel import GUEST_ENV, AgentChannel, GuestChannel, LocalChannel
-from .errors import GuestUnreachable, HostKeyRejected, PackageManagerError, PackageManagerLocked, RebootFailed
-from .osinfo import OsInfo, detect_os, parse_os_release
-from .packages import (
+from orchestrator.guests.channel import GUEST_ENV, AgentChannel, GuestChannel, LocalChannel
+from orchestrator.guests.errors import (
+    GuestUnreachable,
+    PackageManagerError,
+    PackageManagerLocked,
+    RebootFailed,
+)
+from orchestrator.guests.osinfo import OsInfo, detect_os, parse_os_release
+from orchestrator.guests.packages import package_manager_for
+from orchestrator.guests.packages.base import (
     ApplyOutcome,
-    PackageChange,
     PackageManager,
     PendingUpdate,
     UpdateSelection,
-    package_manager_for,
 )
-from .patcher import ApplyResult, Assessment, GuestPatcher
-from .reboot import RebootOutcome, reboot_and_wait
-from .ssh import SshChannel, SshTarget
+from orchestrator.guests.patcher import ApplyResult, Assessment, GuestPatcher
+from orchestrator.guests.reboot import RebootOutcome, reboot_and_wait
+from orchestrator.guests.ssh import SshChannel, SshTarget
+from orchestrator.model import PackageChange
+from providers.errors import HostKeyRejected
 
 __all__ = [
     "GUEST_ENV",

@@ -2,10 +2,10 @@
 
 Every channel runs ``/bin/sh -c command`` with the same small environment (:data:`GUEST_ENV`), so a
 command builder never depends on which channel carries it. Channels raise :class:`GuestUnreachable`
-(transient) when the guest cannot be reached and :class:`~providers.base.ProviderTimeout` when a
+(transient) when the guest cannot be reached and :class:`~providers.errors.ProviderTimeout` when a
 command outlives its timeout; a non-zero exit status is *not* an error here, it is in the result.
 
-* :class:`AgentChannel` — the platform's guest agent through ``providers.base.GuestExecOps``.
+* :class:`AgentChannel` — the platform's guest agent through ``providers.capabilities.GuestExecOps``.
   ``env`` *replaces* the guest process environment there (qemu-ga), hence the explicit PATH.
 * :class:`LocalChannel` — a subprocess on this machine (hosts we run on), optionally inside a
   chroot (a throwaway root file system, used by the tests).
@@ -21,21 +21,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from providers.base import (
-    SYSTEM_CLOCK,
-    Clock,
-    ExecResult,
-    GuestAgentUnavailable,
-    GuestExecOps,
-    ProviderError,
-    ProviderTimeout,
-    TransientProviderError,
-    VmRef,
-)
+from orchestrator.environment import child_environment
+from orchestrator.guests.errors import GuestUnreachable
+from providers.base import ExecResult, VmRef
+from providers.capabilities import GuestExecOps
+from providers.errors import GuestAgentUnavailable, ProviderError, ProviderTimeout, TransientProviderError
+from providers.guest_environment import GUEST_PATH
+from providers.settings import MAX_TIMEOUT_S
+from providers.timing import SYSTEM_CLOCK, Clock
 
-from .errors import GuestUnreachable
-
-GUEST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 GUEST_ENV: Mapping[str, str] = {"PATH": GUEST_PATH, "LC_ALL": "C", "DEBIAN_FRONTEND": "noninteractive"}
 #: Output kept per stream; the rest is dropped and the result says it was truncated.
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024
@@ -96,6 +90,10 @@ class LocalChannel:
         return ["chroot", str(self._root), *argv] if self._root is not None else argv
 
     def run(self, command: str, *, timeout: float, stdin: str | None = None) -> ExecResult:
+        if not 0 < timeout <= MAX_TIMEOUT_S:  # never start a command that cannot be waited for
+            raise ValueError(
+                f"timeout {timeout!r}s is outside (0, {MAX_TIMEOUT_S}]: select/poll would overflow"
+            )
         start = self._clock.monotonic()
         try:
             proc = subprocess.Popen(
@@ -103,7 +101,7 @@ class LocalChannel:
                 stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env=dict(GUEST_ENV),
+                env=child_environment(GUEST_ENV, environ={}),  # the guest's, none of ours
                 cwd="/",
                 start_new_session=True,  # so a timeout kills the whole process group
             )

@@ -2,12 +2,18 @@
 
 ``retryable`` comes from the base class: :class:`GuestUnreachable` and :class:`PackageManagerLocked`
 are transient (another attempt may succeed), every other :class:`PackageManagerError` is permanent.
-``code`` is stable and machine-readable; messages are for people.
+A patch that outlives ``policy.patch_timeout`` is :class:`PatchTimedOut`, a package database left
+inconsistent is :class:`PackageDatabaseInconsistent`, a guest that does not come back from its
+reboot in time is :class:`RebootTimedOut`: all three are permanent (the VM is reverted, never
+retried: retrying would only run into the same wall, or kill dpkg in mid-configure).
+``code`` is stable and machine-readable; messages are for people. SSH's own errors (host keys,
+login) are raised by :mod:`providers.ssh`: :class:`providers.errors.HostKeyRejected`,
+:class:`providers.errors.AuthenticationFailed`.
 """
 
 from __future__ import annotations
 
-from providers.base import PermanentProviderError, TransientProviderError
+from providers.errors import PermanentProviderError, TransientProviderError
 
 #: Stable ``PackageManagerError.code`` values.
 CODES = frozenset(
@@ -19,6 +25,9 @@ CODES = frozenset(
         "unsupported_os",
         "parse",  # output we could not make sense of; the error carries a snippet
         "invalid_selection",  # an UpdateSelection the package manager cannot express (bad pin)
+        "metadata_not_cached",  # listing without a refresh (dry run), but the guest has no metadata to list from
+        "inconsistent",  # the package database is not consistent after (or before) a patch
+        "patch_timeout",  # the patch job outlived policy.patch_timeout
     }
 )
 
@@ -35,13 +44,6 @@ class GuestUnreachable(TransientProviderError):
     """The guest channel could not reach the guest (connection refused/dropped, agent silent)."""
 
     def __init__(self, message: str, *, target: str = "", code: str = "unreachable") -> None:
-        super().__init__(message, target=target, code=code)
-
-
-class HostKeyRejected(PermanentProviderError):
-    """The SSH server's host key is unknown (and trust-on-first-use is off) or does not match."""
-
-    def __init__(self, message: str, *, target: str = "", code: str = "host_key") -> None:
         super().__init__(message, target=target, code=code)
 
 
@@ -69,4 +71,34 @@ class RebootFailed(PermanentProviderError):
     """The guest came back from a reboot in a state we did not ask for (e.g. an older kernel)."""
 
     def __init__(self, message: str, *, target: str = "", code: str = "reboot_failed") -> None:
+        super().__init__(message, target=target, code=code)
+
+
+class PatchTimedOut(PackageManagerError):
+    """The patch job was still running when ``policy.patch_timeout`` (counted from the journaled
+    PATCH intent, not from this attempt) ran out. The job is left alone (never kill dpkg); the VM is
+    reverted through the hypervisor, which is safe whatever the guest's state."""
+
+    def __init__(self, seconds: float, *, job: str = "", target: str = "") -> None:
+        self.seconds = seconds
+        self.job = job  # the job left running ("" when the package manager was busy otherwise)
+        message = f"patch timed out after {seconds:.0f} s"
+        PackageManagerError.__init__(self, message, code="patch_timeout", target=target)
+
+
+class PackageDatabaseInconsistent(PackageManagerError):
+    """The package manager finished but left its database inconsistent (half-configured packages,
+    pending dpkg updates, broken dependencies) or other versions than planned: not a success."""
+
+    def __init__(self, message: str, *, problems: tuple[str, ...] = (), target: str = "") -> None:
+        self.problems = problems
+        PackageManagerError.__init__(
+            self, message, code="inconsistent", target=target, output="\n".join(problems)
+        )
+
+
+class RebootTimedOut(PermanentProviderError):
+    """The guest did not come back from its reboot (no new boot id) within ``policy.reboot_timeout``."""
+
+    def __init__(self, message: str, *, target: str = "", code: str = "reboot_timeout") -> None:
         super().__init__(message, target=target, code=code)

@@ -6,10 +6,10 @@ import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import GuestUnreachable
+from orchestrator.guests.errors import GuestUnreachable
 
 if TYPE_CHECKING:
-    from .channel import GuestChannel
+    from orchestrator.guests.channel import GuestChannel
 
 _FAMILIES: tuple[tuple[str, frozenset[str]], ...] = (
     ("debian", frozenset({"debian", "ubuntu", "raspbian", "linuxmint", "pop", "devuan", "kali"})),

@@ -1,20 +1,49 @@
-"""GuestPatcher: what the activities call to assess and patch one guest through a channel."""
+"""GuestPatcher: what the activities call to assess and patch one guest through a channel.
+
+Two ways to apply: :meth:`GuestPatcher.apply` runs the package manager in the channel's own session
+(hypervisor hosts), :meth:`GuestPatcher.start_job` + :meth:`GuestPatcher.await_job` +
+:meth:`GuestPatcher.verify` run it as a detached job (:mod:`orchestrator.guests.job`) that outlives
+the channel, the worker and any timeout — VMs. A patch is done only when the package manager is
+done *and* consistent (:meth:`GuestPatcher.settle`): no lock holder, a clean database, the planned
+versions installed. Deadlines are wall-clock times (:class:`datetime`), anchored by the caller on the
+journaled patch intent, so a retried or resumed attempt never extends them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import structlog
 
-from providers.base import SYSTEM_CLOCK, Clock, ExecResult
-
-from .channel import GuestChannel
-from .errors import PackageManagerError
-from .osinfo import OsInfo, detect_os
-from .packages import PackageChange, PackageManager, PendingUpdate, UpdateSelection, package_manager_for
-from .reboot import kernel_state
-from .rpm import parse_nevra
+from orchestrator.guests import job as jobs
+from orchestrator.guests.channel import GuestChannel
+from orchestrator.guests.errors import (
+    GuestUnreachable,
+    PackageDatabaseInconsistent,
+    PackageManagerError,
+    PackageManagerLocked,
+    PatchTimedOut,
+)
+from orchestrator.guests.osinfo import OsInfo, detect_os
+from orchestrator.guests.packages import package_manager_for
+from orchestrator.guests.packages.base import (
+    KERNEL,
+    InstalledPackage,
+    Integrity,
+    PackageManager,
+    PendingUpdate,
+    UpdateSelection,
+    dedupe,
+    is_kernel_package,
+    same_version,
+)
+from orchestrator.guests.packages.rpm import parse_nevra
+from orchestrator.guests.reboot import kernel_state
+from orchestrator.model import PackageChange
+from providers.base import ExecResult
+from providers.timing import SYSTEM_CLOCK, Clock
 
 log = structlog.get_logger(__name__)
 
@@ -37,7 +66,8 @@ class ApplyResult:
     changed: tuple[PackageChange, ...]
     reboot_required: bool
     nothing_to_do: bool
-    restart_needed: tuple[str, ...] = ()
+    restart_needed: tuple[str, ...] = ()  # services still running replaced files ("kernel": a newer kernel)
+    kernel_pending: bool = False  # a kernel was changed or a newer one is installed: only a reboot helps
 
 
 class GuestPatcher:
@@ -49,11 +79,15 @@ class GuestPatcher:
         lock_timeout: float = 600,
         query_timeout: float = 300,
         package_manager: PackageManager | None = None,
+        refresh: bool = True,
+        poll_s: float = 3.0,
     ) -> None:
         self.channel = channel
         self.clock = clock
         self.lock_timeout = lock_timeout
         self.query_timeout = query_timeout  # budget for read-only queries on top of the lock wait
+        self.refresh = refresh  # False: list updates from the guest's cached metadata (a dry run)
+        self.poll_s = poll_s  # between looks at a running job or a busy package database
         self._os: OsInfo | None = None
         self._pm = package_manager
 
@@ -67,15 +101,41 @@ class GuestPatcher:
     @property
     def package_manager(self) -> PackageManager:
         if self._pm is None:
-            self._pm = package_manager_for(self.os_info(), lock_timeout=self.lock_timeout)
+            self._pm = package_manager_for(
+                self.os_info(), lock_timeout=self.lock_timeout, refresh=self.refresh
+            )
         return self._pm
 
     # -- verbs -------------------------------------------------------------------------------
 
-    def assess(self) -> Assessment:
+    def pending_updates(self) -> tuple[PendingUpdate, ...]:
+        """What the package manager would update: one query (read-only with ``refresh=False``).
+
+        A busy or half-done package database is not "nothing to do": when the listing shows
+        half-configured packages (:class:`PackageDatabaseInconsistent`) while someone holds the
+        database, wait for it (at most ``lock_timeout``: :class:`PackageManagerLocked`, retryable)
+        and list again; half-done with nobody at work is reported as such."""
+        try:
+            return self._list_updates()
+        except PackageDatabaseInconsistent:
+            if not self.integrity().busy:
+                raise
+        deadline = self.clock.now().timestamp() + self.lock_timeout
+        busy = self._wait_idle(lambda: self.clock.now().timestamp() >= deadline).busy
+        if busy:
+            raise PackageManagerLocked(
+                f"{self.package_manager.name}: the package database stayed busy for {self.lock_timeout:.0f}s",
+                output="\n".join(busy),
+            )
+        return self._list_updates()
+
+    def _list_updates(self) -> tuple[PendingUpdate, ...]:
         pm = self.package_manager
         result = self._run(pm.list_updates_command(), timeout=self.lock_timeout + self.query_timeout)
-        updates = tuple(pm.parse_updates(result))
+        return tuple(pm.parse_updates(result))
+
+    def assess(self) -> Assessment:
+        updates = self.pending_updates()
         assessment = Assessment(
             os=self.os_info(),
             updates=updates,
@@ -97,11 +157,13 @@ class GuestPatcher:
         outcome = pm.parse_apply(self._run(pm.apply_command(selection), timeout=timeout))
         if selection.mode == "pinned":
             self._check_pins(selection.pins)
+        stale = self.needs_restart()
         result = ApplyResult(
             changed=outcome.changed,
             reboot_required=outcome.reboot_hint or self.reboot_required(),
             nothing_to_do=not outcome.changed,
-            restart_needed=self.needs_restart(),
+            restart_needed=stale,
+            kernel_pending=self.kernel_pending(outcome.changed, stale),
         )
         log.info(
             "guest_patch_applied",
@@ -110,6 +172,11 @@ class GuestPatcher:
             reboot_required=result.reboot_required,
         )
         return result
+
+    def packages(self) -> tuple[InstalledPackage, ...]:
+        """Every installed package with its source package (one read-only query)."""
+        pm = self.package_manager
+        return tuple(pm.parse_packages(self._run(pm.packages_command(), timeout=self.query_timeout)))
 
     def installed(self, names: Sequence[str]) -> dict[str, str]:
         pm = self.package_manager
@@ -125,6 +192,23 @@ class GuestPatcher:
             return True
         return kernel_state(self.channel, timeout=self.query_timeout).update_pending
 
+    def kernel_pending(self, changed: Sequence[PackageChange] = (), stale: Sequence[str] = ()) -> bool:
+        """A kernel package changed, the restart tool reports a newer kernel, or one is installed."""
+        if KERNEL in stale or any(is_kernel_package(c.name) for c in changed):
+            return True
+        return kernel_state(self.channel, timeout=self.query_timeout).update_pending
+
+    def restart_services(self, services: Sequence[str]) -> tuple[str, ...]:
+        """Restart the services still running replaced files (needrestart on Debian, ``systemctl restart``
+        elsewhere); returns what is still stale afterwards (services the tool keeps running, the kernel)."""
+        pm = self.package_manager
+        pm.parse_restart_services(
+            self._run(pm.restart_services_command(services), timeout=self.lock_timeout + self.query_timeout)
+        )
+        remaining = self.needs_restart()
+        log.info("guest_services_restarted", restarted=len(services), remaining=len(remaining))
+        return remaining
+
     def needs_restart(self) -> tuple[str, ...]:
         """Services/processes still using replaced files, where the guest has a tool for it."""
         pm = self.package_manager
@@ -132,6 +216,85 @@ class GuestPatcher:
             return pm.parse_needs_restart(self._run(pm.needs_restart_command(), timeout=self.query_timeout))
         except PackageManagerError:
             return ()  # information only: never fails a patch
+
+    # -- detached jobs (VMs) -----------------------------------------------------------------
+
+    def start_job(self, job: str, selection: UpdateSelection) -> None:
+        """Start the apply of ``selection`` as detached job ``job`` (a no-op when it exists)."""
+        result = self._run(
+            jobs.start_command(job, self.package_manager.apply_command(selection)), timeout=120
+        )
+        if not result.ok:
+            raise GuestUnreachable(
+                f"could not start patch job {job} (exit {result.exit_code}): {result.stderr.strip()[-300:]}"
+            )
+        log.info("guest_patch_job_started", job=job, how=result.stdout.strip())
+
+    def job_status(self, job: str) -> jobs.JobStatus:
+        result = self._run(jobs.status_command(job), timeout=self.query_timeout)
+        try:
+            return jobs.parse_status(result.stdout)
+        except ValueError as exc:
+            raise PackageManagerError(f"job {job}: {exc}", code="parse", output=result.stdout) from exc
+
+    def await_job(self, job: str, *, deadline: datetime, timeout_s: float) -> jobs.JobStatus:
+        """Poll ``job`` until it finished or was lost; :class:`PatchTimedOut` (the job left running)
+        when it still runs at ``deadline``. An absent job is started by the caller, never here."""
+        while True:
+            status = self.job_status(job)
+            if status.done or status.state is jobs.JobState.ABSENT:
+                return status
+            if self.clock.now() >= deadline:
+                raise PatchTimedOut(timeout_s, job=job)
+            self.clock.sleep(self.poll_s)
+
+    def job_result(self, job: str, status: jobs.JobStatus) -> ExecResult:
+        """The finished job's exit status and output, as if it had run in the channel."""
+        out = self._run(jobs.output_command(job, "out"), timeout=self.query_timeout).stdout
+        err = self._run(jobs.output_command(job, "err"), timeout=self.query_timeout).stdout
+        return ExecResult(exit_code=status.exit_code, stdout=out, stderr=err)
+
+    def integrity(self) -> Integrity:
+        pm = self.package_manager
+        return pm.parse_integrity(self._run(pm.integrity_command(), timeout=self.query_timeout))
+
+    def settle(self, *, deadline: datetime, timeout_s: float) -> Integrity:
+        """Wait until nobody holds the package database (at most until ``deadline``:
+        :class:`PatchTimedOut`), then return what the consistency check finds."""
+        found = self._wait_idle(lambda: self.clock.now() >= deadline)
+        if found.busy:
+            log.warning("guest_package_manager_still_busy", holders=list(found.busy))
+            raise PatchTimedOut(timeout_s)
+        return found
+
+    def verify(self, planned: Mapping[str, str], *, deadline: datetime, timeout_s: float) -> dict[str, str]:
+        """The package manager is done and consistent and ``planned`` (name -> version) is what is
+        installed: the installed versions. :class:`PackageDatabaseInconsistent` otherwise."""
+        found = self.settle(deadline=deadline, timeout_s=timeout_s)
+        if found.problems:
+            raise PackageDatabaseInconsistent(
+                "the package database is inconsistent after patching", problems=found.problems
+            )
+        installed = self.installed(list(planned)) if planned else {}
+        wrong = [
+            f"{name} planned {version}, installed {installed.get(name) or 'none'}"
+            for name, version in planned.items()
+            if not same_version(installed.get(name, ""), version)
+        ]
+        if wrong:
+            raise PackageDatabaseInconsistent(
+                "other versions than planned are installed", problems=tuple(wrong)
+            )
+        log.info("guest_patch_verified", packages=len(installed))
+        return installed
+
+    def _wait_idle(self, expired: Callable[[], bool]) -> Integrity:
+        while True:
+            found = self.integrity()
+            if not found.busy or expired():
+                return found
+            log.info("guest_package_manager_busy", holders=list(found.busy))
+            self.clock.sleep(self.poll_s)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -160,3 +323,9 @@ def pin_target(manager: str, pin: str) -> tuple[str, str]:
     if nevra is None:
         raise PackageManagerError(f"pin {pin!r} is not a NEVRA", code="invalid_selection", output=pin)
     return nevra.name, nevra.evr
+
+
+def changes_between(before: Mapping[str, str], after: Mapping[str, str]) -> tuple[PackageChange, ...]:
+    """What changed from ``before`` to ``after`` (name -> version; "" = not installed)."""
+    names = list(dict.fromkeys([*before, *after]))
+    return dedupe([PackageChange(n, before.get(n, ""), after.get(n, "")) for n in names])

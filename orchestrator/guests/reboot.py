@@ -3,7 +3,8 @@
 A reboot is real only when ``/proc/sys/kernel/random/boot_id`` changed; a channel that answers again
 is not enough (the command may not have taken effect yet, or a snapshot revert may have rewound time).
 The reboot goes through the platform (``PowerOps.reboot_guest``, e.g. ACPI or the guest agent) when
-one is given, otherwise through the channel itself. Waits have a deadline and raise ``ProviderTimeout``.
+one is given, otherwise through the channel itself. Waits have a deadline and raise
+:class:`~orchestrator.guests.errors.RebootTimedOut` (permanent: the VM is reverted, not retried).
 """
 
 from __future__ import annotations
@@ -13,18 +14,12 @@ from dataclasses import dataclass
 
 import structlog
 
-from providers.base import (
-    SYSTEM_CLOCK,
-    Clock,
-    PowerOps,
-    ProviderTimeout,
-    TransientProviderError,
-    VmRef,
-    wait_until,
-)
-
-from .channel import GuestChannel
-from .errors import GuestUnreachable, RebootFailed
+from orchestrator.guests.channel import GuestChannel
+from orchestrator.guests.errors import GuestUnreachable, RebootFailed, RebootTimedOut
+from providers.base import VmRef
+from providers.capabilities import PowerOps
+from providers.errors import ProviderTimeout, TransientProviderError
+from providers.timing import SYSTEM_CLOCK, Clock
 
 log = structlog.get_logger(__name__)
 
@@ -117,7 +112,8 @@ def reboot_and_wait(
     probe_timeout: float = 10.0,
     confirm_kernel: bool = True,
 ) -> RebootOutcome:
-    """Reboot, wait (at most ``timeout`` seconds) for a new boot_id, then check the kernel."""
+    """Reboot, wait (at most ``timeout`` seconds) for a new boot_id, then check the kernel;
+    :class:`RebootTimedOut` when the guest is not back in time."""
     if power is None and channel.name == "local":
         # The "guest" of a local channel is the machine patchwave runs on (or a chroot on it, where a
         # busybox `reboot` would reboot the host). We never reboot ourselves.
@@ -128,32 +124,73 @@ def reboot_and_wait(
     deadline = clock.monotonic() + timeout
     before = read_boot_id(channel, timeout=probe_timeout)
     kernel_before = kernel_state(channel, timeout=probe_timeout).running
+    request_reboot(channel, power=power, vm=vm, probe_timeout=probe_timeout)
+    log.info("guest_reboot_requested", via="platform" if power else channel.name, boot_id=before)
+    after = wait_for_new_boot_id(
+        channel, before, timeout=max(0.0, deadline - clock.monotonic()), clock=clock,
+        poll_interval=poll_interval, probe_timeout=probe_timeout, total=timeout,
+    )  # fmt: skip
+    return confirm_reboot(channel, before, after, kernel_before, probe_timeout, confirm_kernel)
+
+
+def request_reboot(
+    channel: GuestChannel, *, power: PowerOps | None, vm: VmRef | None, probe_timeout: float = 10.0
+) -> None:
+    """Ask for the reboot: through the platform when given, otherwise through the channel."""
     if power is not None and vm is not None:
         power.reboot_guest(vm)
-        via = "platform"
-    else:
-        try:
-            channel.run(REBOOT_COMMAND, timeout=probe_timeout)
-        except (TransientProviderError, ProviderTimeout):
-            pass  # the session may die with the guest; the boot_id tells whether it rebooted
-        via = channel.name
-    log.info("guest_reboot_requested", via=via, boot_id=before)
+        return
+    try:
+        channel.run(REBOOT_COMMAND, timeout=probe_timeout)
+    except (TransientProviderError, ProviderTimeout):
+        pass  # the session may die with the guest; the boot_id tells whether it rebooted
 
-    def new_boot_id() -> str | None:
+
+def wait_for_new_boot_id(
+    channel: GuestChannel,
+    before: str,
+    *,
+    timeout: float,
+    clock: Clock = SYSTEM_CLOCK,
+    poll_interval: float = 2.0,
+    probe_timeout: float = 10.0,
+    total: float | None = None,
+) -> str:
+    """The guest's boot id once it differs from ``before``; :class:`RebootTimedOut` after
+    ``timeout`` seconds, saying whether the guest was silent or kept its old boot id
+    (``total``: the whole reboot budget, for the message; default ``timeout``)."""
+    deadline = clock.monotonic() + timeout
+    answered = False
+    while True:
         try:
-            result = channel.run(BOOT_ID_COMMAND, timeout=probe_timeout)
+            result = channel.run(BOOT_ID_COMMAND, timeout=min(probe_timeout, max(1.0, timeout)))
         except TransientProviderError:  # GuestUnreachable, ProviderTimeout, ProviderUnavailable
-            return None
-        boot_id = result.stdout.strip() if result.ok else ""
-        return boot_id if boot_id and boot_id != before else None
+            result = None
+        boot_id = result.stdout.strip() if result is not None and result.ok else ""
+        if boot_id and boot_id != before:
+            return boot_id
+        answered = answered or bool(boot_id)
+        if clock.monotonic() >= deadline:
+            seen = (
+                "it still answered with the old boot id"
+                if answered
+                else f"its {channel.name} channel stayed silent"
+            )
+            raise RebootTimedOut(
+                f"no new boot id within {total if total is not None else timeout:.0f} s of the reboot ({seen})",
+            )
+        clock.sleep(min(poll_interval, max(0.0, deadline - clock.monotonic())))
 
-    after = wait_until(
-        new_boot_id,
-        timeout=max(0.0, deadline - clock.monotonic()),
-        interval=poll_interval,
-        what="the guest to come back with a new boot_id",
-        clock=clock,
-    )
+
+def confirm_reboot(
+    channel: GuestChannel,
+    before: str,
+    after: str,
+    kernel_before: str,
+    probe_timeout: float = 10.0,
+    confirm_kernel: bool = True,
+) -> RebootOutcome:
+    """The rebooted guest runs the newest installed kernel of its flavor (:class:`RebootFailed`)."""
     state = kernel_state(channel, timeout=probe_timeout)
     log.info("guest_rebooted", boot_id=after, kernel=state.running, kernel_before=kernel_before)
     if confirm_kernel and state.update_pending:

@@ -18,9 +18,10 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from orchestrator.config import HealthCheckSettings
-from orchestrator.messages import CheckResult, HealthReport
-from providers.base import SYSTEM_CLOCK, Clock, ProviderError, ProviderTimeout
+from orchestrator.config.settings import HealthCheckSettings
+from orchestrator.model import CheckResult, HealthReport
+from providers.errors import ProviderError, ProviderTimeout
+from providers.timing import SYSTEM_CLOCK, Clock
 
 if TYPE_CHECKING:
     from orchestrator.guests.channel import GuestChannel
@@ -63,7 +64,7 @@ class HealthTarget:
 
 def applies(check: HealthCheckSettings, target: HealthTarget) -> bool:
     """A check with an empty ``match`` applies to every VM."""
-    return check.match.empty or check.match.matches(target.name, target.tags, target.site)
+    return check.applies_to(target.name, target.tags, target.site)
 
 
 def template(text: str, target: HealthTarget) -> str:

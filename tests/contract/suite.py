@@ -42,7 +42,7 @@ What the suite assumes
   test leaves it RUNNING again and deletes the snapshots it created (also when it fails).
 * Capability gating: a test of an optional verb group skips (with the reason) when the provider
   does not declare the capability, and :meth:`test_undeclared_capabilities_are_refused` then
-  asserts that :func:`providers.base.require` refuses it — so every capability is either
+  asserts that :func:`providers.capabilities.require` refuses it — so every capability is either
   exercised or proven refused.
 * Snapshot names come from :func:`providers.base.snapshot_name` and descriptions carry
   :class:`providers.base.SnapshotOwnership` text, exactly as the engine creates them.
@@ -56,7 +56,7 @@ What the suite assumes
 * ``VmInfo.unsupported`` lists only capabilities the provider declares; ``HostInfo.address`` is a
   string ("" when the platform does not know one).
 
-Nothing here imports an SDK or knows a provider: only ``providers.base``.
+Nothing here imports an SDK or knows a provider: only ``providers.base`` (and ``.capabilities``).
 """
 
 from __future__ import annotations
@@ -69,26 +69,25 @@ import pytest
 
 from providers.base import (
     Capability,
-    CapabilityMissing,
     ExecResult,
     HostInfo,
     HostRef,
     Inventory,
-    NotFound,
     PowerState,
     Provider,
-    ProviderTimeout,
     SnapshotInfo,
     SnapshotOwnership,
     VmInfo,
     VmRef,
-    require,
     snapshot_name,
-    utc_now_iso,
-    wait_until,
 )
+from providers.capabilities import require
+from providers.errors import CapabilityMissing, NotFound, ProviderTimeout
+from providers.guest_environment import GUEST_PATH
+from providers.timing import utc_now_iso, wait_until
+from tests.contract.backup_suite import BackupContract
 
-#: Which methods a declared capability promises (the Protocols in providers/base.py).
+#: Which methods a declared capability promises (the Protocols in providers/capabilities.py).
 CAPABILITY_METHODS: dict[Capability, tuple[str, ...]] = {
     Capability.INVENTORY: ("inventory", "get_vm", "get_host"),
     Capability.POWER: ("power_on", "shutdown", "power_off"),
@@ -97,14 +96,15 @@ CAPABILITY_METHODS: dict[Capability, tuple[str, ...]] = {
     Capability.SNAPSHOT_MEMORY: ("create_snapshot",),
     Capability.SNAPSHOT_QUIESCE: ("create_snapshot",),
     Capability.GUEST_EXEC: ("guest_ping", "guest_exec"),
-    Capability.HOST_MAINTENANCE: ("enter_maintenance", "exit_maintenance"),
+    Capability.HOST_MAINTENANCE: ("enter_maintenance", "exit_maintenance", "maintenance_refusal"),
     Capability.HOST_EVACUATE: ("enter_maintenance",),
     Capability.HOST_PATCH: ("patch_host",),
     Capability.HOST_REBOOT: ("reboot_host",),
+    Capability.BACKUP: ("create_backup", "list_backups", "delete_backup"),
+    Capability.BACKUP_VERIFY: ("restore_copy", "list_restored_copies", "probe_copy", "destroy_copy"),
 }
 
 SHELL = "/bin/sh"
-GUEST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def _skip_unless(provider: Provider, *capabilities: Capability) -> None:
@@ -113,8 +113,10 @@ def _skip_unless(provider: Provider, *capabilities: Capability) -> None:
         pytest.skip(f"provider does not declare {', '.join(missing)} (refusal is checked by the gate test)")
 
 
-class ProviderContract:
-    """Provider-neutral assertions. Subclass it as ``Test<Provider>Contract`` (see module doc)."""
+class ProviderContract(BackupContract):
+    """Provider-neutral assertions. Subclass it as ``Test<Provider>Contract`` (see module doc).
+    The backup cases are in :mod:`tests.contract.backup_suite` (fixtures ``verify_vm``,
+    ``verify_probes``)."""
 
     #: An id the platform accepts syntactically but that names no VM (override per platform).
     missing_vm_id: str = "00000000-0000-4000-8000-00000000dead"

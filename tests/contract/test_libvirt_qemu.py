@@ -10,7 +10,7 @@ skips (with the reason) elsewhere.
 
 Guest exec needs a guest whose qemu-guest-agent answers, which an empty disk cannot provide. Set
 ``PW_LIBVIRT_AGENT_DOMAIN`` to the name of a running domain on ``qemu:///system`` with a
-responding agent (e.g. a lab guest from ``python -m providers.lab up``) to run the suite's guest
+responding agent (e.g. a lab guest from ``python -m patchwave_lab up``) to run the suite's guest
 tests against it; they snapshot, revert and write files in ``/var/tmp`` of that guest.
 """
 
@@ -21,24 +21,15 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
 
-from providers import libvirt as adapter
-from providers.base import (
-    Capability,
-    GuestAgentUnavailable,
-    HostRef,
-    OperationRefused,
-    PowerState,
-    ProviderTimeout,
-    SnapshotOwnership,
-    TransientProviderError,
-    VmRef,
-    snapshot_name,
-    utc_now_iso,
-)
+from providers.base import Capability, HostRef, PowerState, SnapshotOwnership, VmRef, snapshot_name
+from providers.errors import GuestAgentUnavailable, OperationRefused, ProviderTimeout, TransientProviderError
+from providers.libvirt import provider as adapter
+from providers.timing import utc_now_iso
 from tests.contract.suite import ProviderContract
 
 pytestmark = pytest.mark.e2e
@@ -140,8 +131,12 @@ class TestLibvirtQemuContract(ProviderContract):
     power_timeout = 60.0
 
     @pytest.fixture
-    def provider(self, provider: adapter.LibvirtProvider) -> adapter.LibvirtProvider:
-        return provider
+    def provider(self, libvirt_module: object, tmp_path: Path) -> Iterator[adapter.LibvirtProvider]:
+        """With ``backup_dir``: BACKUP and BACKUP_VERIFY are declared (the backup job is real)."""
+        table = {"uri": URI, "agent_timeout": "2s", "backup_dir": str(tmp_path / "backups")}
+        provider = adapter.open_provider(adapter.parse_settings(SITE, table))
+        yield provider
+        provider.close()
 
     @pytest.fixture
     def contract_vm(self, qemu_domain: tuple[str, str]) -> VmRef:
@@ -163,6 +158,12 @@ class TestLibvirtQemuContract(ProviderContract):
         if ref is None or not provider.guest_ping(ref):
             pytest.fail(f"{AGENT_DOMAIN_ENV}={name}: no such running domain with a responding agent on {URI}")
         return ref
+
+    @pytest.fixture
+    def verify_vm(self, provider: adapter.LibvirtProvider) -> VmRef | None:
+        """The agent domain, when one is named: its restored copy boots and its agent answers."""
+        name = os.environ.get(AGENT_DOMAIN_ENV, "")
+        return next((v.ref for v in provider.inventory().vms if v.ref.name == name), None) if name else None
 
     # -------------------------------------------------- adapter specifics that need a real agent
 

@@ -1,7 +1,8 @@
 """The provider contract on libvirt's in-memory test driver (``test:///default``), plus adapter specifics.
 
-Every open of ``test:///default`` is a fresh hypervisor with one running domain named ``test``, so
-each test gets its own provider (function scope) and starts from the same state. The test driver
+``test:///default`` is a fresh hypervisor with one running domain named ``test`` once no connection to
+it is left in the process, so each test gets its own provider (function scope) and closes it for good
+(:func:`close_test_provider`) to start from the same state. The test driver
 supports power ops, reboot and snapshots (a snapshot of a running domain records memory state and
 reverting it brings the domain back running); it has no guest agent, so GUEST_EXEC is not declared
 and the suite checks that it is refused.
@@ -9,28 +10,24 @@ and the suite checks that it is refused.
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Iterator
 
 import libvirt
 import pytest
 
-from providers import libvirt as adapter
-from providers.base import (
-    Capability,
+from providers.base import Capability, HostRef, PowerState, SnapshotOwnership, VmRef, snapshot_name
+from providers.errors import (
     CapabilityMissing,
     GuestAgentUnavailable,
-    HostRef,
     NotFound,
     OperationRefused,
     PermanentProviderError,
-    PowerState,
     ProviderUnavailable,
-    SnapshotOwnership,
-    VmRef,
-    snapshot_name,
-    utc_now_iso,
 )
+from providers.libvirt import provider as adapter
+from providers.timing import utc_now_iso
 from tests.contract.suite import ProviderContract
 
 URI = "test:///default"
@@ -39,6 +36,15 @@ SITE = "testdriver"
 
 def open_test_provider(**raw: object) -> adapter.LibvirtProvider:
     return adapter.open_provider(adapter.parse_settings(SITE, {"uri": URI, **raw}))
+
+
+def close_test_provider(provider: adapter.LibvirtProvider) -> None:
+    """Close it so the next test gets a fresh ``test:///default``: libvirt keeps the in-process test
+    driver's state while any connection is referenced, and every ``virDomain`` object references its
+    connection — one kept alive by a reference cycle until the cyclic GC runs would carry this test's
+    domain state (e.g. a shut-down ``test``) into the next test."""
+    provider.close()
+    gc.collect()
 
 
 def find_vm(provider: adapter.LibvirtProvider, name: str) -> VmRef:
@@ -52,7 +58,7 @@ class TestLibvirtTestDriverContract(ProviderContract):
     def provider(self) -> Iterator[adapter.LibvirtProvider]:
         provider = open_test_provider()
         yield provider
-        provider.close()
+        close_test_provider(provider)
 
     @pytest.fixture
     def contract_vm(self, provider: adapter.LibvirtProvider) -> VmRef:
@@ -72,7 +78,7 @@ class TestLibvirtTestDriverContract(ProviderContract):
 def provider() -> Iterator[adapter.LibvirtProvider]:
     provider = open_test_provider(failure_domain="rack-7")
     yield provider
-    provider.close()
+    close_test_provider(provider)
 
 
 @pytest.fixture

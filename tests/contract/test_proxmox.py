@@ -11,20 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from providers.base import (
-    AuthenticationFailed,
-    Capability,
-    GuestAgentUnavailable,
-    HostRef,
-    ProviderTimeout,
-    VmRef,
-)
-from providers.proxmox import ProxmoxProvider, open_provider
-from providers.proxmox_agent import AgentExec
-from providers.proxmox_session import PveSession
+from providers.backups import RestoreProbe
+from providers.base import Capability, HostRef, VmRef
+from providers.errors import AuthenticationFailed, GuestAgentUnavailable, ProviderTimeout
+from providers.proxmox.agent import AgentExec
+from providers.proxmox.provider import ProxmoxProvider, open_provider
+from providers.proxmox.session import PveSession
 from tests.contract.suite import ProviderContract
-from tests.pvesim import SimConfig, Simulator
-from tests.pvesim.harness import settings_for
+from tests.simulators.pvesim import SimConfig, Simulator
+from tests.simulators.pvesim.harness import settings_for
 
 pytestmark = pytest.mark.e2e
 
@@ -48,10 +43,13 @@ class TestProxmoxContract(ProviderContract):
     missing_host_id = "pve9"
     power_timeout = 10.0
     exec_timeout = 10.0
+    backup_timeout = 20.0
 
     @pytest.fixture
     def provider(self, cluster_sim: Simulator, tmp_path: Path) -> Iterator[ProxmoxProvider]:
-        provider = open_provider(settings_for(cluster_sim, ssh_dir=tmp_path, maintenance="ha"))
+        provider = open_provider(
+            settings_for(cluster_sim, ssh_dir=tmp_path, maintenance="ha", backup_storage="backup-nfs")
+        )
         yield provider
         provider.close()
 
@@ -67,16 +65,27 @@ class TestProxmoxContract(ProviderContract):
     def agent_vm(self, provider: ProxmoxProvider) -> VmRef:
         return next(v.ref for v in provider.inventory().vms if v.ref.id == "qemu/103")
 
+    @pytest.fixture
+    def verify_vm(self, provider: ProxmoxProvider) -> VmRef:
+        return next(v.ref for v in provider.inventory().vms if v.ref.id == "qemu/103")
+
+    @pytest.fixture
+    def verify_probes(self) -> tuple[RestoreProbe, ...]:
+        return (RestoreProbe("os-release", ("/bin/sh", "-c", "test -f /etc/os-release"), interval=0.1),)
+
 
 class TestProxmoxStandaloneTokenContract(ProviderContract):
     missing_vm_id = "lxc/999999"  # well-formed, no such container
     missing_host_id = "pve9"
     power_timeout = 10.0
     exec_timeout = 10.0
+    backup_timeout = 20.0
 
     @pytest.fixture
     def provider(self, standalone_sim: Simulator) -> Iterator[ProxmoxProvider]:
-        provider = open_provider(settings_for(standalone_sim, token=True, maintenance="none"))
+        provider = open_provider(
+            settings_for(standalone_sim, token=True, maintenance="none", backup_storage="local")
+        )
         yield provider
         provider.close()
 
@@ -94,6 +103,10 @@ class TestProxmoxStandaloneTokenContract(ProviderContract):
 
     @pytest.fixture
     def agent_vm(self, provider: ProxmoxProvider) -> VmRef:
+        return next(v.ref for v in provider.inventory().vms if v.ref.id == "qemu/100")
+
+    @pytest.fixture
+    def verify_vm(self, provider: ProxmoxProvider) -> VmRef:
         return next(v.ref for v in provider.inventory().vms if v.ref.id == "qemu/100")
 
 

@@ -1,4 +1,4 @@
-"""The provider contract suite against the vSphere adapter and our vcsim launcher (tests/vcsim).
+"""The provider contract suite against the vSphere adapter and our vcsim launcher (tests/simulators/vcsim).
 
 vcsim cannot run programs in guests (no GuestProcessManager in 0.24), so the contract provider has
 no guest credentials and does not declare GUEST_EXEC: the suite proves that capability refused. A
@@ -12,9 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from providers.base import Capability, CapabilityMissing, HostRef, PowerState, VmRef
+from providers.base import Capability, HostRef, PowerState, VmRef
+from providers.errors import CapabilityMissing
 from tests.contract.suite import ProviderContract
-from tests.vcsim.launcher import Vcsim, open_vsphere, start_or_skip
+from tests.simulators.vcsim.launcher import Vcsim, open_vsphere, start_or_skip
 
 pytestmark = pytest.mark.e2e
 
@@ -30,10 +31,11 @@ class TestVsphereContract(ProviderContract):
     missing_vm_id = "vm-999999"
     missing_host_id = "host-999999"
     power_timeout = 30.0
+    backup_timeout = 60.0
 
     @pytest.fixture
     def provider(self, sim: Vcsim):
-        provider = open_vsphere(sim, site="vcsim")
+        provider = open_vsphere(sim, site="vcsim", backup_folder="patchwave/backups")
         yield provider
         provider.close()
 
@@ -44,6 +46,10 @@ class TestVsphereContract(ProviderContract):
     @pytest.fixture
     def contract_host(self, provider) -> HostRef:
         return next(h.ref for h in provider.inventory().hosts if h.ref.name == "DC0_C0_H0")
+
+    @pytest.fixture
+    def verify_vm(self, provider, contract_vm: VmRef) -> VmRef:
+        return contract_vm  # the launcher reports a Tools heartbeat for powered-on VMs
 
 
 def test_guest_exec_is_declared_with_guest_credentials_and_refused_by_vcsim(sim: Vcsim) -> None:
@@ -99,7 +105,7 @@ def test_hosts_are_addressed_by_name_and_guests_with_tools_lack_nothing(sim: Vcs
 
 
 def test_a_vm_without_vmware_tools_lacks_guest_exec_and_quiesce() -> None:
-    from providers.vsphere_inventory import vm_info
+    from providers.vsphere.inventory import vm_info
 
     props = {
         "name": "bare",

@@ -7,7 +7,7 @@ One injection:
    PVE simulator) with fake guests and its own state directory;
 2. ``patchwave run --run-id RUN`` as a subprocess (worker + client; it spawns the embedded
    ``temporal server start-dev``), with ``PATCHWAVE_RECOVERY_S`` so a killed worker's work comes
-   back within seconds (see :mod:`orchestrator.retry`);
+   back within seconds (see :mod:`orchestrator.engine.retry`);
 3. the kill point, drawn from a seeded RNG: ``records:N`` — once the fact store holds N records
    (steps, outcomes, snapshot and maintenance rows), or ``delay:S`` — S seconds after the start,
    S drawn from the provider's measured clean run; the kill target is the ``patchwave run``
@@ -37,15 +37,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.devserver import _server_pid
+from orchestrator.engine import server_files
 from tests.crash.invariants import check, check_untouched
 from tests.crash.scenarios import Scenario, Target, opened
-from tests.loopback import unused_port
+from tests.support.loopback import unused_port
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 PROVIDERS = ("libvirt", "vsphere", "proxmox")
 KILL_TARGETS = ("worker", "server")
-#: What a killed worker's work waits for before it is retried (seconds); see orchestrator.retry.
+#: What a killed worker's work waits for before it is retried (seconds); see orchestrator.engine.retry.
 RECOVERY_S = 3.0
 #: Deadlines for the subprocesses (not assertions on durations: a run past them is "never finished").
 RUN_DEADLINE_S = 180.0
@@ -126,7 +126,7 @@ def tail(target: Target, command: str, size: int = 3000) -> str:
 def server_pid(target: Target) -> int | None:
     """The dev server's pid from the pidfile devserver.py writes (``<state>/temporal.db.pid``), if
     that process is a dev server on this target's database (read as devserver.py reads it)."""
-    return _server_pid(target.state / "temporal.db.pid", target.state / "temporal.db")
+    return server_files.server_pid(target.state / "temporal.db.pid", target.state / "temporal.db")
 
 
 def stop_server(target: Target) -> None:
@@ -350,7 +350,9 @@ class Campaign:
                         for kill in self.targets:
                             for index in self.top_ups((provider, kill)):
                                 missing = sum(1 for i, t in mine if t == kill) - sum(
-                                    1 for r in self.results if (r.provider, r.target) == (provider, kill) and r.killed
+                                    1
+                                    for r in self.results
+                                    if (r.provider, r.target) == (provider, kill) and r.killed
                                 )
                                 if missing <= 0:
                                     break
@@ -367,7 +369,9 @@ class Campaign:
         shot = inject(scenario, workdir / provider / f"i{index}", kill, self.seed, index, cal)
         shot.campaign = self.environment()
         self.results.append(shot)
-        status = ("clean" if shot.clean else "DIRTY") + ("" if shot.killed else ", run finished first: not counted")
+        status = ("clean" if shot.clean else "DIRTY") + (
+            "" if shot.killed else ", run finished first: not counted"
+        )
         log(f"crash[{provider}/{kill}] #{index} {shot.point}: {status} ({shot.seconds}s)")
         if not shot.clean:
             log(f"  replay: {shot.replay()}")

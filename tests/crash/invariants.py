@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from orchestrator.facts import FactStore
+from orchestrator.facts.store import FactStore
 from orchestrator.model import HostOutcome, StepStatus, VmOutcome
+from patchwave_lab.fakeguest import FakeGuest
 from tests.crash.scenarios import Scenario, Target
-from tests.fakeguest import FakeGuest
-from tests.fakeguest.testbed import INSTALLED, UPGRADES
+from tests.support.testbed import INSTALLED, UPGRADES
 
 #: What one complete upgrade of a fake guest writes to its patch log.
 FULL_UPGRADE = [f"{name} {INSTALLED[name]} {UPGRADES[name]}" for name in sorted(INSTALLED)]
@@ -23,6 +23,21 @@ def upgrade_runs(guest: FakeGuest, *, killed: bool) -> tuple[bool, str]:
     if killed and runs == 2 and full == FULL_UPGRADE and head == FULL_UPGRADE[: len(head)]:
         return True, f"{len(head)} package(s) of an interrupted, uncommitted upgrade redone"
     return False, f"{runs} upgrade run(s), patches {patches} (expected 1 complete upgrade)"
+
+
+def package_manager_state(guest: FakeGuest) -> list[str]:
+    """The guest's package manager is done: every apt-get the guest ran finished (none still running,
+    none killed: a killed job never logs "finished"), and its database is consistent."""
+    bad: list[str] = []
+    started = [line.split()[1] for line in guest.processes() if line.endswith(" started")]
+    finished = {line.split()[1] for line in guest.processes() if line.endswith(" finished")}
+    if unfinished := [pid for pid in started if pid not in finished]:
+        bad.append(f"apt-get {unfinished} never finished (killed, or still running)")
+    for name in ("audit", "states"):
+        path = guest.state / name
+        if path.exists() and path.read_text().strip():
+            bad.append(f"package database not consistent: {name}: {path.read_text().strip()}")
+    return bad
 
 
 def check(
@@ -51,6 +66,7 @@ def check(
                 bad.append(f"{name}: {why}")
             if guest.installed() != {"demo-app": "1.1", "openssl": "3.0.15"}:
                 bad.append(f"{name}: installed {guest.installed()}")
+            bad.extend(f"{name}: {why}" for why in package_manager_state(guest))
             # no leaked snapshot: ours on the platform = exactly the one recorded and kept by policy
             snaps = owned.get(name, [])
             rec = recorded.get(step_id)
@@ -65,7 +81,7 @@ def check(
         for other in set(recorded) - {target.step_id(n) for n in target.guests}:
             bad.append(f"snapshot record for an unknown step {other}")
         if target.hosts:
-            plan = record.plan() if record else None
+            plan = facts.run_plan(run_id) if record else None
             for step in plan.host_steps if plan else ():
                 outcome = facts.outcome(run_id, step.step_id)
                 if not isinstance(outcome, HostOutcome) or outcome.status is not StepStatus.SUCCEEDED:

@@ -11,9 +11,9 @@ carry a run's ownership, the hosts in maintenance, the hosts' builds.
   "hypervisor" together with the worker and there would be nothing to check); serving it from a
   separate long-lived process would need a libvirt daemon for the test driver, which libvirt does
   not provide. Our snapshots are deleted after each injection's checks.
-* ``vsphere`` — our vcsim launcher (tests/vcsim), 2 hosts / 3 VMs, a fresh simulator per
+* ``vsphere`` — our vcsim launcher (tests/simulators/vcsim), 2 hosts / 3 VMs, a fresh simulator per
   injection: hypervisor phase (maintenance with evacuation, platform patch, reboot) and guests.
-* ``proxmox`` — the PVE simulator (tests/pvesim) in this process (threads: the API and one SSH
+* ``proxmox`` — the PVE simulator (tests/simulators/pvesim) in this process (threads: the API and one SSH
   server per node), 2 nodes / 3 VMs (one HA-managed), fresh per injection: hypervisor phase (HA node
   maintenance over SSH with evacuation, ``[hosts] patch = "ssh"``: ``apt dist-upgrade`` onto a new
   kernel over each node's own SSH port, reboot) and guests, as tests/e2e/test_proxmox_run.py runs it.
@@ -31,14 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from orchestrator.model import vm_step_id
+from patchwave_lab.fakeguest import HEALTH_COMMAND, FakeGuest
 from providers.base import SnapshotInfo, VmRef
-from tests.fakeguest import HEALTH_COMMAND, FakeGuest
-from tests.fakeguest.testbed import INSTALLED, UPGRADES
+from tests.support.testbed import INSTALLED, UPGRADES
 
 PASSWORD_ENV = "PW_CRASH_PASSWORD"
 ESX_OLD, ESX_NEW = "21930508", "23307199"
 DEPOT = "https://depot.example/VMware-ESXi-7.0U3-sim-depot.zip"
-#: The PVE nodes' packages (as tests/pvesim's populated cluster): the kernel package's candidate adds
+#: The PVE nodes' packages (as tests/simulators/pvesim's populated cluster): the kernel package's candidate adds
 #: a kernel, so each node is rebooted from PVE_OLD_KERNEL onto PVE_NEW_KERNEL.
 PVE_PACKAGES = {
     "proxmox-ve": ["9.1.0", "9.1.0"],
@@ -94,7 +95,7 @@ class Target:
         return self.root / "state"
 
     def step_id(self, name: str) -> str:
-        return f"vm:{self.site}:{self.vms[name].id}"
+        return vm_step_id(VmRef(self.site, self.vms[name].id, name))
 
 
 class Scenario(Protocol):
@@ -208,7 +209,7 @@ class LibvirtScenario:
         except BaseException:
             self.close()
             raise
-        from providers import libvirt as adapter
+        from providers.libvirt import provider as adapter
 
         self._provider = adapter.open_provider(adapter.parse_settings("td", {"uri": self.uri}))
 
@@ -262,7 +263,7 @@ class VsphereScenario:
     name = "vsphere"
 
     def __init__(self) -> None:
-        from tests.vcsim.launcher import VcsimUnavailable, build
+        from tests.simulators.vcsim.launcher import VcsimUnavailable, build
 
         try:
             build()
@@ -272,7 +273,7 @@ class VsphereScenario:
         self._providers: dict[Path, Any] = {}
 
     def target(self, root: Path, port: int) -> Target:
-        from tests.vcsim.launcher import open_vsphere, start
+        from tests.simulators.vcsim.launcher import open_vsphere, start
 
         sim = start("-host", "2", "-vm", "3", "-balance", "-host-reboot-ms", "300",
                     "-esx-build", ESX_OLD, "-patch-to", f"7.0.3:{ESX_NEW}")  # fmt: skip
@@ -348,9 +349,9 @@ class ProxmoxScenario:
         self._providers: dict[Path, Any] = {}
 
     def target(self, root: Path, port: int) -> Target:
-        from providers.proxmox import open_provider
-        from tests.pvesim import ROOT_PASSWORD, SimConfig, Simulator
-        from tests.pvesim.harness import FAST, settings_for
+        from providers.proxmox.provider import open_provider
+        from tests.simulators.pvesim import ROOT_PASSWORD, SimConfig, Simulator
+        from tests.simulators.pvesim.harness import FAST, settings_for
 
         config = SimConfig(task_duration=0.02, migrate_duration=0.05, ha_delay=0.05, reboot_offline=0.2)
         (root / "pvesim").mkdir(parents=True, exist_ok=True)
@@ -402,7 +403,7 @@ class ProxmoxScenario:
         return {n: _owned(provider.list_snapshots(ref), run_id) for n, ref in target.vms.items()}
 
     def simulator(self, target: Target) -> Any:
-        """The target's :class:`tests.pvesim.Simulator` (tests that stage a crash's leftovers)."""
+        """The target's :class:`tests.simulators.pvesim.Simulator` (tests that stage a crash's leftovers)."""
         return self._sims[target.root]
 
     def hosts_in_maintenance(self, target: Target) -> list[str]:

@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 
 from orchestrator import operations
-from orchestrator.config import load_settings
+from orchestrator.config.loader import load_settings
 from orchestrator.context import Context
-from orchestrator.facts import FactStore
-from orchestrator.host_activities import HostActivities
-from orchestrator.messages import HostTask
+from orchestrator.engine.activities.hosts import HostActivities
+from orchestrator.engine.payloads import HostTask
+from orchestrator.facts.store import FactStore
 from tests.crash.scenarios import PVE_NEW_KERNEL, ProxmoxScenario
-from tests.loopback import unused_port
+from tests.support.loopback import unused_port
 
 pytestmark = pytest.mark.e2e
 
@@ -86,7 +86,7 @@ def test_a_retried_enter_maintenance_finishes_the_evacuation(node) -> None:
     assert running_on(sim, NODE) == []
     acts.host_patch(task)
     acts.host_reboot(task)  # refused before the fix: "pve1 still runs guests"
-    assert acts.host_verify(task).build_after == PVE_NEW_KERNEL
+    assert acts.host_verify(task).build == PVE_NEW_KERNEL
     acts.host_exit_maintenance(task)
     assert acts.ctx.facts.hosts_in_maintenance() == []
 

@@ -19,13 +19,14 @@ from pathlib import Path
 import pytest
 
 from orchestrator import operations
-from orchestrator.config import load_settings
+from orchestrator.config.loader import load_settings
 from orchestrator.context import Context
-from orchestrator.facts import FactStore
-from orchestrator.host_activities import HostActivities
-from orchestrator.messages import HostTask
+from orchestrator.engine.activities.hosts import HostActivities
+from orchestrator.engine.payloads import HostTask
+from orchestrator.facts.actions import Action, Phase
+from orchestrator.facts.store import FactStore
 from tests.crash.scenarios import DEPOT, ESX_NEW, ESX_OLD, PASSWORD_ENV
-from tests.vcsim.launcher import Vcsim, start_or_skip
+from tests.simulators.vcsim.launcher import Vcsim, start_or_skip
 
 pytestmark = pytest.mark.e2e
 
@@ -88,7 +89,7 @@ def test_a_retried_host_patch_keeps_the_reboot_of_the_attempt_that_installed(hos
 
     assert retried.reboot_required, retried
     acts.host_reboot(task)
-    assert acts.host_verify(task).build_after == ESX_NEW == build_of(sim, task.step.host.name)
+    assert acts.host_verify(task).build == ESX_NEW == build_of(sim, task.step.host.name)
     acts.host_exit_maintenance(task)
 
 
@@ -98,8 +99,8 @@ def test_an_attempt_interrupted_before_its_result_counts_as_installed(hosts, sim
     acts.host_patch(task)
     facts = acts.ctx.facts
     # what a crash between the install and record_result leaves: an intent without a result
-    last_result = [r for r in facts.step_history(RUN, task.step.step_id) if r.action == "host_patch"][-1]
-    assert last_result.phase == "result"
+    last_result = facts.step_history(RUN, task.step.step_id, action=Action.HOST_PATCH)[-1]
+    assert last_result.phase is Phase.RESULT
     with sqlite3.connect(acts.ctx.settings.state.facts_path) as db:  # the file, as the crash left it
         db.execute("DELETE FROM steps WHERE id = ?", (last_result.id,))
 

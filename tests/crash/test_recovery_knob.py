@@ -1,4 +1,4 @@
-"""``PATCHWAVE_RECOVERY_S`` (orchestrator.retry) shortens crash recovery for the crash-injection
+"""``PATCHWAVE_RECOVERY_S`` (orchestrator.engine.retry) shortens crash recovery for the crash-injection
 harness and changes nothing when unset. Read at import, so each case runs in a fresh interpreter."""
 
 from __future__ import annotations
@@ -7,16 +7,17 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
+
 PROBE = """
 import json
-from orchestrator import activity_support, retry
+from orchestrator.engine import retry
+from orchestrator.engine.activities import heartbeat
 print(json.dumps({
     "task_timeout": retry.WORKFLOW_TASK_TIMEOUT and retry.WORKFLOW_TASK_TIMEOUT.total_seconds(),
     "heartbeat": retry.options("vm_patch").heartbeat_s,
-    "beat_every": activity_support.HEARTBEAT_EVERY_S,
+    "beat_every": heartbeat.HEARTBEAT_EVERY_S,
     "bookkeeping": retry.options("vm_record_outcome").start_to_close_s,
     "patch_with_deadline": retry.options("vm_patch", timeout_s=600).start_to_close_s,
     "patch_retry_s": retry.POLICIES["guest_patch"].initial_interval.total_seconds(),

@@ -17,13 +17,14 @@ from pathlib import Path
 import pytest
 
 from orchestrator import operations
-from orchestrator.config import load_settings
-from orchestrator.engine import Engine
-from orchestrator.facts import FactStore
+from orchestrator.config.loader import load_settings
+from orchestrator.engine.connection import Engine
+from orchestrator.engine.runs import start_run
+from orchestrator.errors import RunNotFound
+from orchestrator.facts.store import FactStore
 from orchestrator.model import RunRequest, StepStatus
-from orchestrator.runs import RunNotFound, start_run
-from tests.fakeguest.testbed import GuestSpec, build
-from tests.loopback import unused_port
+from tests.support.loopback import unused_port
+from tests.support.testbed import GuestSpec, build
 
 pytestmark = pytest.mark.e2e
 

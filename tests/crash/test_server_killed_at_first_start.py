@@ -26,8 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.devserver import DevServer, DevServerSpec, temporal_binary
-from tests.loopback import unused_port
+from orchestrator.engine.binaries import temporal_binary
+from orchestrator.engine.server import DevServer, DevServerSpec
+from tests.support.loopback import unused_port
 
 pytestmark = pytest.mark.e2e
 

@@ -21,8 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.devserver import DevServer, DevServerSpec, _alive, _read_pid_file, temporal_binary
-from tests.loopback import unused_port
+from orchestrator.engine.binaries import temporal_binary
+from orchestrator.engine.server import DevServer, DevServerSpec
+from orchestrator.engine.server_files import process_alive, read_pid_file
+from tests.support.loopback import unused_port
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +33,7 @@ OWNER = textwrap.dedent(
     """
     import asyncio, sys
     from pathlib import Path
-    from orchestrator.devserver import DevServer, DevServerSpec
+    from orchestrator.engine.server import DevServer, DevServerSpec
 
     async def main():
         spec = DevServerSpec(binary=Path(sys.argv[1]), db_file=Path(sys.argv[2]), address=sys.argv[3])
@@ -44,11 +47,10 @@ OWNER = textwrap.dedent(
 
 
 def start_owner(db_file: Path, address: str) -> subprocess.Popen[str]:
-    repo = Path(__file__).resolve().parents[2]
     owner = subprocess.Popen(
         [sys.executable, "-c", OWNER, str(temporal_binary()), str(db_file), address],
-        cwd=repo,
-        env={**os.environ, "PYTHONPATH": str(repo)},
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -62,7 +64,7 @@ async def test_the_server_of_a_killed_owner_is_not_reused_while_it_stops(tmp_pat
     address = f"127.0.0.1:{unused_port()}"
     for round_ in range(3):
         owner = start_owner(db_file, address)
-        recorded = _read_pid_file(db_file.with_name("temporal.db.pid"))
+        recorded = read_pid_file(db_file.with_name("temporal.db.pid"))
         assert recorded is not None and recorded[1] == owner.pid, recorded
         old_server = recorded[0]
 
@@ -73,8 +75,8 @@ async def test_the_server_of_a_killed_owner_is_not_reused_while_it_stops(tmp_pat
         try:
             assert server.owned, f"round {round_}: reused the stopping server of a dead owner"
             assert await client.service_client.check_health()
-            assert _read_pid_file(server.pid_file) == (server._proc.pid, os.getpid())  # type: ignore[union-attr]
-            assert not _alive(old_server), "started beside the old server instead of after it"
+            assert read_pid_file(server.pid_file) == (server._proc.pid, os.getpid())  # type: ignore[union-attr]
+            assert not process_alive(old_server), "started beside the old server instead of after it"
         finally:
             await server.stop()
 
@@ -89,21 +91,21 @@ async def test_a_server_whose_owner_lives_is_reused(tmp_path: Path) -> None:
         assert not server.owned
         assert await client.service_client.check_health()
         await server.stop()  # not ours: left running
-        assert _read_pid_file(db_file.with_name("temporal.db.pid"))[1] == owner.pid  # type: ignore[index]
+        assert read_pid_file(db_file.with_name("temporal.db.pid"))[1] == owner.pid  # type: ignore[index]
     finally:
         owner.send_signal(signal.SIGKILL)
         owner.wait()
         deadline = time.monotonic() + 20
-        recorded = _read_pid_file(db_file.with_name("temporal.db.pid"))
-        while recorded and _alive(recorded[0]) and time.monotonic() < deadline:
+        recorded = read_pid_file(db_file.with_name("temporal.db.pid"))
+        while recorded and process_alive(recorded[0]) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)  # the owner's server stops on its SIGTERM (PR_SET_PDEATHSIG)
 
 
 def test_a_pid_file_of_an_older_version_holds_the_server_pid_only(tmp_path: Path) -> None:
     pid_file = tmp_path / "temporal.db.pid"
     pid_file.write_text("1234\n")
-    assert _read_pid_file(pid_file) == (1234, None)
+    assert read_pid_file(pid_file) == (1234, None)
     pid_file.write_text("1234 99\n")
-    assert _read_pid_file(pid_file) == (1234, 99)
+    assert read_pid_file(pid_file) == (1234, 99)
     pid_file.write_text("garbage\n")
-    assert _read_pid_file(pid_file) is None
+    assert read_pid_file(pid_file) is None

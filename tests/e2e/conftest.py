@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from orchestrator.devserver import test_server_binary as find_test_server
+from tests.support.temporal import test_server_binary as find_test_server
 
 
 @pytest.fixture

@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import structlog
 
-from orchestrator.config import LoggingSettings
-from orchestrator.logs import REDACTED, Redactor, configure_logging
-from providers.base import Secret
+from orchestrator.config.settings import LoggingSettings
+from orchestrator.logs import REDACTED, Redactor, configure_logging, log_file_of, stop_log_file
+from providers.settings import Secret
 
 SECRETS = [Secret("vc-Secret-123"), "pve-token-456"]
 
@@ -106,8 +107,66 @@ def test_console_rendering_on_a_tty_is_redacted_too() -> None:
 def test_auto_without_a_tty_is_json() -> None:
     out = io.StringIO()
     configure_logging(LoggingSettings(format="auto"), stream=out, tty=False)
+    structlog.get_logger().warning("run_halted")
+    assert lines(out)[0]["event"] == "run_halted"
+
+
+def test_people_see_warnings_on_stderr_and_the_log_file_gets_every_event(tmp_path: Path) -> None:
+    out, log_file = io.StringIO(), log_file_of(tmp_path)
+    configure_logging(
+        LoggingSettings(format="auto"), secrets=SECRETS, stream=out, tty=True, log_file=log_file
+    )
+    log = structlog.get_logger().bind(run="r1")
+    log.info("snapshot_created", vm="pw-1")
+    log.warning("guest_patch_failed", vm="pw-2", error="token pve-token-456 rejected")
+    text = out.getvalue()
+    assert "guest_patch_failed" in text and "snapshot_created" not in text  # info: the file only
+    assert not text.lstrip().startswith("{") and "pve-token-456" not in text
+    events = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert [(e["event"], e["level"], e["run"]) for e in events] == [
+        ("snapshot_created", "info", "r1"), ("guest_patch_failed", "warning", "r1")]  # fmt: skip
+    assert "pve-token-456" not in log_file.read_text() and REDACTED in events[1]["error"]
+
+
+def test_verbose_and_the_json_format_put_every_event_on_stderr(tmp_path: Path) -> None:
+    for settings, verbose in (
+        (LoggingSettings(format="console"), True),
+        (LoggingSettings(format="json"), False),
+    ):
+        out = io.StringIO()
+        configure_logging(settings, stream=out, log_file=log_file_of(tmp_path), verbose=verbose)
+        structlog.get_logger().info("run_started")
+        assert "run_started" in out.getvalue(), settings
+    assert log_file_of(tmp_path).read_text().count("run_started") == 2
+
+
+def test_a_log_file_that_cannot_be_written_is_said_once_and_the_command_goes_on(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    (state / "logs").mkdir(parents=True)
+    (state / "logs" / "patchwave.log").mkdir()  # a directory where the file should be
+    out = io.StringIO()
+    configure_logging(LoggingSettings(format="auto"), stream=out, tty=False, log_file=log_file_of(state))
+    structlog.get_logger().error("run_failed")
+    structlog.get_logger().error("run_failed_again")
+    first, *events = out.getvalue().splitlines()
+    assert first.startswith("warning: no log file (")
+    assert [json.loads(e)["event"] for e in events] == ["run_failed", "run_failed_again"]
+
+
+def test_no_state_directory_is_created_to_log_into_and_a_stopped_file_gets_nothing(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    configure_logging(
+        LoggingSettings(format="auto"), stream=io.StringIO(), tty=False, log_file=log_file_of(state)
+    )
+    structlog.get_logger().info("plan_made")
+    assert not state.exists()  # a dry run or a bad config leaves no state directory behind
+    state.mkdir()
     structlog.get_logger().info("run_started")
-    assert lines(out)[0]["event"] == "run_started"
+    stop_log_file()
+    structlog.get_logger().info("dry_run_done")
+    assert [json.loads(line)["event"] for line in log_file_of(state).read_text().splitlines()] == [
+        "run_started"
+    ]
 
 
 def test_short_secrets_are_redacted_only_as_whole_values() -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
 
 
 def _readme_commands() -> list[str]:
-    text = (ROOT / "README.md").read_text()
+    text = (REPO / "README.md").read_text()
     section = text.split("## Set up", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```sh\n(.+?)\n```", section, flags=re.DOTALL)
 
@@ -25,7 +24,7 @@ def test_ci_runs_the_readme_test_command() -> None:
     readme_test = _readme_commands()[1].removeprefix("bash .ci/install && ").strip()
     ci_lines = [
         line.strip()
-        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        for line in (REPO / ".ci" / "run").read_text().splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     ]
     assert "bash .ci/install" in ci_lines

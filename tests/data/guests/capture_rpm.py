@@ -24,12 +24,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "apt"))
 from capture import _plain
+from orchestrator.guests.dnf import Dnf
+from orchestrator.guests.zypper import Zypper
 
 from orchestrator.guests.channel import LocalChannel
-from orchestrator.guests.dnf import Dnf
 from orchestrator.guests.errors import PackageManagerError
 from orchestrator.guests.packages import UpdateSelection
-from orchestrator.guests.zypper import Zypper
 from providers.base import ExecResult
 
 HERE = Path(__file__).resolve().parent

@@ -1,4 +1,4 @@
-"""AgentChannel over providers.base.GuestExecOps.
+"""AgentChannel over providers.capabilities.GuestExecOps.
 
 The provider here is a loopback implementation of the GuestExecOps Protocol that executes argv on
 this machine with exactly the environment it is given (as qemu-ga's guest-exec does: ``env``
@@ -15,7 +15,8 @@ import pytest
 
 from orchestrator.guests.channel import GUEST_ENV, AgentChannel
 from orchestrator.guests.errors import GuestUnreachable
-from providers.base import ExecResult, NotFound, ProviderTimeout, ProviderUnavailable, VmRef
+from providers.base import ExecResult, VmRef
+from providers.errors import NotFound, ProviderTimeout, ProviderUnavailable
 
 VM = VmRef("lab", "uuid-1", "pw-lab-1")
 

@@ -8,14 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.guests.apt import Apt
-from orchestrator.guests.dnf import Dnf
 from orchestrator.guests.errors import PackageManagerError
 from orchestrator.guests.osinfo import OsInfo
-from orchestrator.guests.packages import UpdateSelection, package_manager_for, section_command, split_sections
-from orchestrator.guests.zypper import Zypper
+from orchestrator.guests.packages import package_manager_for
+from orchestrator.guests.packages.apt import Apt
+from orchestrator.guests.packages.base import UpdateSelection, section_command, split_sections
+from orchestrator.guests.packages.dnf import Dnf
+from orchestrator.guests.packages.zypper import Zypper
+from providers.base import ExecResult
+from tests.support import paths
 
-DATA = Path(__file__).resolve().parents[2] / "data" / "guests"
+DATA = paths.DATA / "guests"
 ODD = "libstdc++6;touch${IFS}/tmp/pwned=1:2.0~rc1+dfsg-1'x"
 
 
@@ -27,11 +30,24 @@ def all_commands(pm) -> list[str]:
         pm.reboot_required_command(),
         pm.installed_command(["a", "b"]),
         pm.needs_restart_command(),
+        pm.restart_services_command(["nginx.service", ODD, "dbus.service", "kernel"]),
+        pm.restart_services_command([]),
     ]
 
 
 @pytest.mark.parametrize(
-    "pm", [Apt(), Apt(full_upgrade=True), Dnf(), Zypper(), Dnf(root="/mnt/x y"), Zypper(root="/mnt/x y")]
+    "pm",
+    [
+        Apt(),
+        Apt(full_upgrade=True),
+        Dnf(),
+        Zypper(),
+        Dnf(root="/mnt/x y"),
+        Zypper(root="/mnt/x y"),
+        Apt(refresh=False),
+        Dnf(refresh=False),
+        Zypper(refresh=False),
+    ],
 )
 def test_every_command_is_valid_posix_shell(pm) -> None:
     for command in all_commands(pm):
@@ -155,6 +171,34 @@ def test_package_manager_for_each_family_and_unsupported() -> None:
     with pytest.raises(PackageManagerError) as info:
         package_manager_for(OsInfo("alpine", "3.20", "unknown"))
     assert info.value.code == "unsupported_os" and not info.value.retryable
+
+
+def test_listing_without_a_refresh_downloads_no_metadata() -> None:
+    apt, dnf, zypper = (package_manager_for(OsInfo(i, "1", f), refresh=False)
+                        for i, f in (("debian", "debian"), ("rocky", "rhel"), ("sles", "suse")))  # fmt: skip
+    assert apt.list_updates_command() == "apt-get -q -s upgrade --with-new-pkgs"  # no `apt-get update`
+    listing = dnf.list_updates_command()
+    assert "--refresh" not in listing and listing.count("pw_dnf -q -C ") == 3  # cache only, every query
+    assert "--refresh" in Dnf().list_updates_command() and " -C " not in Dnf().list_updates_command()
+    for command in (zypper.list_updates_command(), zypper.reboot_required_command()):
+        assert command.count("--no-refresh") == command.count(" zypper ") > 0
+    assert "--no-refresh" not in Zypper().list_updates_command()
+
+
+def test_a_listing_that_needs_metadata_it_does_not_have_says_so() -> None:
+    no_cache = "Error: Cache-only enabled but no cache for 'baseos'"
+    dnf_out = f"### patchwave:check-update\n{no_cache}\n### patchwave:exit=1\n"
+    with pytest.raises(PackageManagerError) as cached_only:
+        Dnf(refresh=False).parse_updates(ExecResult(1, dnf_out, ""))
+    assert cached_only.value.code == "metadata_not_cached"
+    with pytest.raises(PackageManagerError) as refreshing:  # with a refresh it is a plain failure
+        Dnf().parse_updates(ExecResult(1, dnf_out, ""))
+    assert refreshing.value.code == "dnf_failed"
+    zypper_out = "### patchwave:list-updates\n<stream></stream>\n### patchwave:exit=106\n"
+    with pytest.raises(PackageManagerError) as skipped:
+        Zypper(refresh=False).parse_updates(ExecResult(106, zypper_out, ""))
+    assert skipped.value.code == "metadata_not_cached"
+    assert Zypper().parse_updates(ExecResult(106, zypper_out, "")) == []  # partial, as before
 
 
 def test_update_selection_validates_its_mode() -> None:

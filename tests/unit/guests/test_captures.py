@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.guests.apt import Apt
-from orchestrator.guests.dnf import Dnf
 from orchestrator.guests.errors import PackageManagerError
-from orchestrator.guests.zypper import Zypper
+from orchestrator.guests.packages.apt import Apt
+from orchestrator.guests.packages.dnf import Dnf
+from orchestrator.guests.packages.zypper import Zypper
 from providers.base import ExecResult
+from tests.support import paths
 
-DATA = Path(__file__).resolve().parents[2] / "data" / "guests"
+DATA = paths.DATA / "guests"
 MANAGERS = {"apt": Apt, "dnf": Dnf, "zypper": Zypper}
 CASES = sorted(p.parent for p in DATA.glob("*/*/case.json"))
 

@@ -8,8 +8,9 @@ import pytest
 
 from orchestrator.guests.channel import LocalChannel
 from orchestrator.guests.osinfo import detect_os, family_of, parse_os_release
+from tests.support import paths
 
-DATA = Path(__file__).resolve().parents[2] / "data" / "guests"
+DATA = paths.DATA / "guests"
 
 
 def test_this_machines_debian_12_os_release() -> None:

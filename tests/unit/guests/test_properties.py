@@ -6,14 +6,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.guests.apt import Apt
-from orchestrator.guests.dnf import Dnf
 from orchestrator.guests.errors import PackageManagerError
 from orchestrator.guests.osinfo import parse_os_release
-from orchestrator.guests.packages import split_sections
+from orchestrator.guests.packages.apt import Apt
+from orchestrator.guests.packages.base import split_sections
+from orchestrator.guests.packages.dnf import Dnf
+from orchestrator.guests.packages.rpm import parse_nevra
+from orchestrator.guests.packages.zypper import Zypper
 from orchestrator.guests.reboot import kernel_flavor, kernel_version_key, parse_kernels
-from orchestrator.guests.rpm import parse_nevra
-from orchestrator.guests.zypper import Zypper
 from providers.base import ExecResult
 
 # Text that looks like tool output often enough to reach deep branches: real fragments mixed in.

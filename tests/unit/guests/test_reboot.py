@@ -7,12 +7,11 @@ only advances when slept on), so no test waits and no real machine reboots.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import pytest
 
 from orchestrator.guests.channel import LocalChannel
-from orchestrator.guests.errors import GuestUnreachable, RebootFailed
+from orchestrator.guests.errors import GuestUnreachable, RebootFailed, RebootTimedOut
 from orchestrator.guests.reboot import (
     BOOT_ID_COMMAND,
     KERNELS_COMMAND,
@@ -23,21 +22,8 @@ from orchestrator.guests.reboot import (
     parse_kernels,
     reboot_and_wait,
 )
-from providers.base import ExecResult, ProviderTimeout, VmRef
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.t, UTC)
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
+from providers.base import ExecResult, VmRef
+from tests.support.clock import FakeClock
 
 
 @dataclass
@@ -58,7 +44,7 @@ class ScriptedGuest:
 
     def run(self, command: str, *, timeout: float, stdin: str | None = None) -> ExecResult:
         self.commands.append(command)
-        self.clock.t += 0.5
+        self.clock.advance(0.5)
         if command == REBOOT_COMMAND:
             self.reboot()
             return ExecResult(0)
@@ -90,7 +76,7 @@ class ScriptedGuest:
 
 @dataclass
 class RecordingPower:
-    """Implements providers.base.PowerOps; the platform reboots the scripted guest."""
+    """Implements providers.capabilities.PowerOps; the platform reboots the scripted guest."""
 
     guest: ScriptedGuest
     rebooted: list[VmRef] = field(default_factory=list)
@@ -128,10 +114,11 @@ def test_reboot_through_the_platform_when_given() -> None:
 def test_a_guest_that_never_returns_times_out_at_the_deadline() -> None:
     clock = FakeClock()
     guest = ScriptedGuest(clock, comes_back=False)
-    with pytest.raises(ProviderTimeout) as info:
+    with pytest.raises(RebootTimedOut) as info:
         reboot_and_wait(guest, timeout=60, clock=clock, poll_interval=5)
-    assert "new boot_id" in str(info.value)
-    assert 60 <= clock.t <= 75
+    assert not info.value.retryable and info.value.code == "reboot_timeout"
+    assert "no new boot id within 60 s" in str(info.value)
+    assert 60 <= clock.monotonic() <= 75
 
 
 def test_coming_back_on_an_older_kernel_than_installed_is_a_failure() -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Self
 
 from orchestrator.guests.apt import Apt
+
 from orchestrator.guests.channel import LocalChannel
 from orchestrator.guests.errors import PackageManagerError
 from orchestrator.guests.packages import UpdateSelection

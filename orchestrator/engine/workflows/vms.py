@@ -1,0 +1,355 @@
+"""``VmPatch``: one guest's patch as a child workflow of ``PatchRun`` (keeps the parent's history small).
+
+baseline health -> pause the automatic updater -> full backup (policy) -> snapshot (intent recorded
+before the call) -> patch -> stale services restarted (``[policy] restart_services``, :mod:`.services`)
+and/or reboot (policy) -> health with a deadline -> on failure: revert the recorded snapshot + health ->
+restore the automatic updater -> outcome recorded.
+A failed pause or backup -> FAILED, not patched (the reason says which).
+A patch that outlives ``patch_timeout``, a package database left inconsistent and a guest that is
+not back from its reboot within ``reboot_timeout`` are typed, non-retryable failures
+(:data:`REVERT_NOW`): the VM is reverted through the hypervisor at once — safe whatever the guest's
+state, and dpkg is never killed — and the outcome names the chain ("patch timed out after 30 s;
+reverted to snapshot S; healthy again").
+A baseline that ran and found the guest unhealthy -> SKIPPED (a broken guest is not patched); a
+baseline that could not run (unreachable guest, host key rejected, no agent...) -> FAILED, not
+touched: a guest we cannot check is never reported as fine.
+A VM whose outcome is already final in the fact store (a resumed run) is not touched again.
+
+Deterministic: no I/O, time from ``workflow.now()``, activities by name (:mod:`orchestrator.engine.workflows.calls`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, CancelledError
+
+with workflow.unsafe.imports_passed_through():
+    from orchestrator.engine.assess_payloads import CveProofResult
+    from orchestrator.engine.failures import cause_of, describe
+    from orchestrator.engine.names import ActivityName
+    from orchestrator.engine.payloads import (
+        BackupResult,
+        PatchResult,
+        RebootResult,
+        RevertResult,
+        SnapshotResult,
+        UpdaterPause,
+        VmOutcomeRecord,
+        VmTask,
+        site_queue,
+    )
+    from orchestrator.engine.retry import LEARNED_REBOOT_FACTOR
+    from orchestrator.engine.workflows.calls import call, shielded
+    from orchestrator.engine.workflows.services import restart_services, wants_restart
+    from orchestrator.model import HealthReport, StepStatus, UpdateMode, VmOutcome
+
+
+def proved(outcome: VmOutcome) -> bool:
+    """A ``run --cve`` VM gets a proof per CVE once it was touched (a snapshot taken): patched, rolled
+    back, or failed after its snapshot. A VM never touched (skipped, baseline or snapshot failed) stays
+    unproven: its CVEs are as the assessment found them."""
+    return outcome.status in (StepStatus.SUCCEEDED, StepStatus.ROLLED_BACK) or (
+        outcome.status is StepStatus.FAILED and bool(outcome.snapshot_id)
+    )
+
+
+#: Failures (the activity's error class) that end the patch at once, in their own words.
+REVERT_NOW = frozenset({"PatchTimedOut", "PackageDatabaseInconsistent", "RebootTimedOut"})
+
+
+class PatchFailed(Exception):
+    """The patch, the reboot or the post-patch health failed: the VM must be reverted."""
+
+    def __init__(self, reason: str, *, narrate: bool = False) -> None:
+        super().__init__(reason)
+        self.narrate = narrate  # the outcome tells the whole chain (reverted to S; healthy again)
+
+
+def failure_reason(prefix: str, err: ActivityError) -> PatchFailed:
+    """Why a patch or reboot activity failed: a :data:`REVERT_NOW` failure in its own words."""
+    cause = cause_of(err)
+    if cause.type in REVERT_NOW:
+        return PatchFailed(cause.message, narrate=True)
+    return PatchFailed(f"{prefix}: {describe(err)}")
+
+
+async def revert_and_verify(
+    task: VmTask, queue: str, base: VmOutcome, reason: str, *, narrate: bool = False
+) -> VmOutcome:
+    """Revert the snapshot recorded for (run, step) and check health: ROLLED_BACK or FAILED
+    (``narrate``: the error also says which snapshot it went back to and that it is healthy again)."""
+    try:
+        reverted = await call(ActivityName.VM_REVERT, task, result_type=RevertResult, queue=queue)
+    except ActivityError as err:
+        return replace(base, status=StepStatus.FAILED, error=f"{reason}; revert failed: {describe(err)}")
+    base = replace(base, snapshot_id=reverted.snapshot_id)
+    health = await check_health(
+        ActivityName.VM_VERIFY_HEALTH, task, queue, deadline_s=task.step.policy.health_deadline_s
+    )
+    reverted_to = f"; reverted to snapshot {reverted.snapshot_id}" if narrate else ""
+    if health is None or not health.ok:
+        why = "health check could not run" if health is None else health.failures
+        error = f"{reason}{reverted_to}; still unhealthy after revert: {why}"
+        return replace(base, status=StepStatus.FAILED, error=error)
+    return replace(
+        base,
+        status=StepStatus.ROLLED_BACK,
+        error=f"{reason}{reverted_to}; healthy again" if narrate else reason,
+    )
+
+
+async def check_health(
+    name: ActivityName, task: VmTask, queue: str, *, deadline_s: float | None = None
+) -> HealthReport | None:
+    """Run a health activity; ``None`` when the activity itself failed (unreachable guest...)."""
+    try:
+        return await call(name, task, result_type=HealthReport, queue=queue, timeout_s=deadline_s)
+    except ActivityError as err:
+        workflow.logger.warning("health activity %s failed: %s", name, describe(err))
+        return None
+
+
+async def assess(task: VmTask, queue: str) -> None:
+    """Record what the guest has pending now (the compliance report's latest assessment) after a
+    patch or a revert changed it; a failed assessment never changes the outcome."""
+    try:
+        await call(ActivityName.VM_ASSESS, task, queue=queue)
+    except ActivityError as err:
+        workflow.logger.warning("assessment of %s failed: %s", task.step.vm, describe(err))
+
+
+@workflow.defn(name="VmPatch")
+class VmPatch:
+    def __init__(self) -> None:
+        self._stage = "start"
+        self._outcome: VmOutcome | None = None  # what is known so far (snapshot id, changes, reboot)
+        self._paused = False  # the automatic updater's pause was asked for: restore it at the end
+
+    @workflow.query(name="stage")
+    def stage(self) -> str:
+        return self._stage
+
+    @workflow.run
+    async def run(self, task: VmTask) -> VmOutcome:
+        queue = site_queue(task.step.vm.site)
+        recorded: VmOutcome | None = await call(
+            ActivityName.VM_RECORDED_OUTCOME, task, result_type=VmOutcome | None, queue=queue
+        )
+        if recorded is not None and recorded.status.final:  # a SKIPPED VM is attempted again
+            if workflow.patched(SAFEGUARDS) and task.step.policy.pause_autoupdates:
+                self._paused = True  # a resumed run: a pause the dead attempt left is restored
+                await self._restore_updater(task, queue)
+            return recorded
+        started = workflow.now().isoformat(timespec="seconds")
+        self._outcome = VmOutcome(task.step.step_id, task.step.vm, StepStatus.RUNNING, started_at=started)
+        try:
+            outcome = await self._attempt(task, queue)
+        except asyncio.CancelledError:
+            # Cancelled after the snapshot: the guest may be half-patched; put it back as it was.
+            if self._known.snapshot_id:
+                reverted = await shielded(self._reverting(task, queue, "run cancelled while patching"))
+                await shielded(self._restore_updater(task, queue))
+                await shielded(self._record(task, queue, reverted))
+            else:
+                await shielded(self._restore_updater(task, queue))
+            raise
+        await self._restore_updater(task, queue)
+        if task.step.policy.update_mode is UpdateMode.CVE and proved(outcome):
+            outcome = await self._prove(task, queue, outcome)
+        outcome = await self._record(task, queue, outcome)
+        if outcome.status in (StepStatus.SUCCEEDED, StepStatus.ROLLED_BACK):
+            await self._assess(task, queue)
+        return outcome
+
+    async def _prove(self, task: VmTask, queue: str, outcome: VmOutcome) -> VmOutcome:
+        """``run --cve``: re-assess after the health checks and prove each targeted CVE; one still
+        open fails the VM's goal (a patched VM becomes FAILED, a rolled-back one says which CVEs stay open)."""
+        self._stage = "prove"
+        try:
+            proof = await call(ActivityName.VM_PROVE_CVES, task, result_type=CveProofResult, queue=queue)
+        except ActivityError as err:
+            if outcome.status is not StepStatus.SUCCEEDED:
+                return outcome
+            why = f"patched, but the CVE proof could not run: {describe(err)}"
+            return replace(outcome, status=StepStatus.FAILED, error=why)
+        if not proof.still_open:
+            return outcome
+        still = "still open: " + "; ".join(proof.still_open)
+        if outcome.status is StepStatus.SUCCEEDED:
+            return replace(outcome, status=StepStatus.FAILED, error=f"patched and healthy, but {still}")
+        return replace(outcome, error=f"{outcome.error}; {still}" if outcome.error else still)
+
+    async def _assess(self, task: VmTask, queue: str) -> None:
+        self._stage = "assess"
+        await assess(task, queue)
+
+    @property
+    def _known(self) -> VmOutcome:
+        assert self._outcome is not None
+        return self._outcome
+
+    def _learn(self, **changes: object) -> None:
+        self._outcome = replace(self._known, **changes)  # type: ignore[arg-type]  # changes: VmOutcome fields by name
+
+    async def _record(self, task: VmTask, queue: str, outcome: VmOutcome) -> VmOutcome:
+        outcome = replace(outcome, finished_at=workflow.now().isoformat(timespec="seconds"))
+        await call(ActivityName.VM_RECORD_OUTCOME, VmOutcomeRecord(task.run_id, outcome), queue=queue)
+        if outcome.snapshot_id and workflow.patched(ROLLBACK_ASSESSMENT):  # reverted (healthy or not)
+            await assess(task, queue)
+        return outcome
+
+    async def _attempt(self, task: VmTask, queue: str) -> VmOutcome:
+        self._stage = "baseline"
+        try:
+            baseline = await call(
+                ActivityName.VM_BASELINE_HEALTH, task, result_type=HealthReport, queue=queue
+            )
+        except ActivityError as err:
+            if isinstance(err.cause, CancelledError):  # the run was cancelled: not attempted, resumable
+                return replace(self._known, status=StepStatus.SKIPPED, error="not attempted: run cancelled")
+            # Not checked is not healthy: an unreachable or impostor guest must not pass as skipped.
+            why = f"not touched: baseline health check could not run: {describe(err)}"
+            return replace(self._known, status=StepStatus.FAILED, error=why)
+        if not baseline.ok:  # checked and already broken: not ours to patch
+            why = f"unhealthy before patching: {baseline.failures}"
+            return replace(self._known, status=StepStatus.SKIPPED, error=why)
+        if workflow.patched(SAFEGUARDS):
+            refused = await self._safeguards(task, queue)
+            if refused is not None:
+                return refused
+        self._stage = "snapshot"
+        try:
+            snap = await call(ActivityName.VM_SNAPSHOT, task, result_type=SnapshotResult, queue=queue)
+        except ActivityError as err:
+            return replace(self._known, status=StepStatus.FAILED, error=f"snapshot failed: {describe(err)}")
+        self._learn(snapshot_id=snap.snapshot_id)
+        try:
+            await self._patch_and_verify(task, queue)
+        except PatchFailed as failure:
+            return await shielded(self._reverting(task, queue, str(failure), narrate=failure.narrate))
+        return replace(self._known, status=StepStatus.SUCCEEDED)
+
+    # ---------------------------------------------------------------- safeguards (backups, autoupdates)
+    async def _safeguards(self, task: VmTask, queue: str) -> VmOutcome | None:
+        """Before the snapshot: pause the automatic updater, then take the full backup the policy
+        asks for. The outcome that refuses the patch (FAILED, not touched), or None to go on."""
+        policy = task.step.policy
+        if policy.pause_autoupdates:
+            self._stage = "pause-autoupdates"
+            self._paused = True  # asked for: restored at the end whatever the pause's own fate
+            try:
+                await call(
+                    ActivityName.VM_PAUSE_AUTOUPDATES, task, result_type=UpdaterPause, queue=queue,
+                    timeout_s=policy.autoupdates_wait_s,
+                )  # fmt: skip
+            except ActivityError as err:
+                why = f"not touched: pausing its automatic updater failed: {describe(err)}"
+                return replace(self._known, status=StepStatus.FAILED, error=why)
+        if policy.backup:
+            self._stage = "backup"
+            try:
+                await call(
+                    ActivityName.VM_BACKUP, task, result_type=BackupResult, queue=queue,
+                    timeout_s=policy.backup_timeout_s,
+                )  # fmt: skip
+            except ActivityError as err:
+                why = f"not patched: the backup its policy requires failed: {describe(err)}"
+                return replace(self._known, status=StepStatus.FAILED, error=why)
+        return None
+
+    async def _restore_updater(self, task: VmTask, queue: str) -> None:
+        """After health (or the revert): restore what the pause stopped. A failure is on record (the
+        journal) and for ``doctor``; it never changes the VM's outcome."""
+        if not self._paused:
+            return
+        self._stage = "restore-autoupdates"
+        try:
+            await call(ActivityName.VM_RESTORE_AUTOUPDATES, task, result_type=UpdaterPause, queue=queue)
+        except ActivityError as err:
+            workflow.logger.warning(
+                "restoring the automatic updater of %s failed: %s", task.step.vm, describe(err)
+            )
+
+    # ---------------------------------------------------------------- revert
+    async def _reverting(self, task: VmTask, queue: str, reason: str, *, narrate: bool = False) -> VmOutcome:
+        self._stage = "revert"
+        return await revert_and_verify(task, queue, self._known, reason, narrate=narrate)
+
+    async def _patch_and_verify(self, task: VmTask, queue: str) -> None:
+        """Patch, restart stale services and/or reboot as the policy says, verify health; :class:`PatchFailed`
+        otherwise."""
+        policy = task.step.policy
+        self._stage = "patch"
+        try:
+            patch = await call(
+                ActivityName.VM_PATCH,
+                task,
+                result_type=PatchResult,
+                queue=queue,
+                timeout_s=policy.patch_timeout_s,
+            )
+        except ActivityError as err:
+            if isinstance(err.cause, CancelledError):  # the run was cancelled while patching
+                raise PatchFailed("run cancelled while patching") from err
+            raise failure_reason("patch failed", err) from err
+        self._learn(packages_changed=len(patch.changes))
+        # [policy] restart_services: stale services restarted instead of a reboot (workflows/services.py)
+        reboot, restart = wants_restart(policy, patch)
+        if restart:
+            self._stage = "services"
+            try:
+                reboot = await restart_services(task, patch)
+            except ActivityError as err:
+                raise PatchFailed(f"restarting services failed: {describe(err)}") from err
+        # ALWAYS: vm_reboot itself notices an earlier reboot (boot id) and does not repeat it
+        if reboot:
+            self._stage = "reboot"
+            try:
+                booted = await call(
+                    ActivityName.VM_REBOOT,
+                    task,
+                    result_type=RebootResult,
+                    queue=queue,
+                    timeout_s=LEARNED_REBOOT_FACTOR * policy.reboot_timeout_s,
+                )
+            except ActivityError as err:
+                raise failure_reason("reboot failed", err) from err
+            self._learn(rebooted=booted.rebooted)
+        self._stage = "verify"
+        health = await check_health(
+            ActivityName.VM_VERIFY_HEALTH, task, queue, deadline_s=policy.health_deadline_s
+        )
+        if health is None or not health.ok:
+            why = "health check could not run" if health is None else health.failures
+            raise PatchFailed(f"unhealthy after patching: {why}")
+
+
+#: Workflow patch id: VmPatch pauses the automatic updater and takes the policy's backup before the
+#: snapshot, and restores the updater at the end (histories from before replay without them).
+SAFEGUARDS = "safeguards-backup-autoupdates"
+
+#: Workflow patch id: VmRollback assesses the reverted guest (histories from before replay without it).
+ROLLBACK_ASSESSMENT = "rollback-assessment"
+
+
+@workflow.defn(name="VmRollback")
+class VmRollback:
+    """`patchwave rollback RUN`: revert the snapshot recorded for (run, step), verify health, and
+    record a fresh assessment — the revert brought back what was pending before the patch."""
+
+    @workflow.run
+    async def run(self, task: VmTask) -> VmOutcome:
+        queue = site_queue(task.step.vm.site)
+        started = workflow.now().isoformat(timespec="seconds")
+        base = VmOutcome(
+            step_id=task.step.step_id, vm=task.step.vm, status=StepStatus.RUNNING, started_at=started
+        )
+        outcome = await revert_and_verify(task, queue, base, "rolled back on request")
+        outcome = replace(outcome, finished_at=workflow.now().isoformat(timespec="seconds"))
+        await call(ActivityName.VM_RECORD_OUTCOME, VmOutcomeRecord(task.run_id, outcome), queue=queue)
+        if outcome.snapshot_id and workflow.patched(ROLLBACK_ASSESSMENT):  # reverted (healthy or not)
+            await assess(task, queue)
+        return outcome

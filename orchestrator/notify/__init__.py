@@ -1,0 +1,1 @@
+"""Notifications: event names and fields (``events``), message templates (``templates``), delivery (``notifier``)."""

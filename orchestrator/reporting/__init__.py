@@ -1,0 +1,1 @@
+"""The compliance report: facts -> ``compliance.ComplianceReport`` -> table | json | csv | html (``render``)."""

@@ -1,0 +1,1 @@
+"""Our platform simulators: the PVE API simulator and the vcsim launcher (and the PVE schema conformance test)."""

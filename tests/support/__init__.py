@@ -1,0 +1,1 @@
+"""What the tests share (no tests here): loopback ports, the fake clock, test beds, fleets, Temporal helpers."""

@@ -1,0 +1,101 @@
+"""What Temporal itself recorded for a run: events and the largest payload per workflow.
+
+Read from the server's own histories (``fetch_history``, one execution at a time: a continued-as-new
+``PatchRun`` is several executions) and listed through its visibility (``list_workflows``). A payload
+is every ``temporal.api.common.v1.Payload`` anywhere in an event (inputs, results, memos, failures'
+details), measured as the server stores it (``ByteSize``: data + metadata).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from google.protobuf.message import Message
+from temporalio.api.common.v1 import Payload
+from temporalio.client import Client, WorkflowHistory
+
+
+def payload_sizes(message: Message) -> Iterator[int]:
+    """The size of every Payload inside ``message`` (recursively)."""
+    if isinstance(message, Payload):
+        yield message.ByteSize()
+        return
+    for descriptor, value in message.ListFields():
+        if descriptor.message_type is None:
+            continue
+        if descriptor.message_type.GetOptions().map_entry:
+            items = list(value.values())
+        elif isinstance(value, Message):
+            items = [value]
+        else:  # a repeated field
+            items = list(value)
+        for item in items:
+            if isinstance(item, Message):
+                yield from payload_sizes(item)
+
+
+@dataclass
+class TypeStats:
+    """One workflow type's executions: how many, the longest history, the largest payload."""
+
+    executions: int = 0
+    read: int = 0  # executions whose history was read (a sample of them, when asked)
+    max_events: int = 0
+    total_events: int = 0
+    max_payload: int = 0
+    largest: str = ""  # "workflow id: event type" of the largest payload
+
+    def add(self, workflow_id: str, history: WorkflowHistory) -> None:
+        self.executions += 1
+        self.read += 1
+        self.max_events = max(self.max_events, len(history.events))
+        self.total_events += len(history.events)
+        for event in history.events:
+            size = max(payload_sizes(event), default=0)
+            if size > self.max_payload:
+                self.max_payload = size
+                self.largest = f"{workflow_id}: {event.WhichOneof('attributes')}"
+
+
+@dataclass
+class RunHistories:
+    types: dict[str, TypeStats] = field(default_factory=dict)
+
+    @property
+    def max_events(self) -> int:
+        return max((t.max_events for t in self.types.values()), default=0)
+
+    @property
+    def max_payload(self) -> int:
+        return max((t.max_payload for t in self.types.values()), default=0)
+
+    def table(self) -> str:
+        rows = [(f"{'workflow type':<12} {'executions':>10} {'max events':>10} {'avg events':>10} "
+                f"{'largest payload':>16}")]  # fmt: skip
+        for name, t in sorted(self.types.items()):
+            avg = t.total_events / max(1, t.read)
+            rows.append(
+                f"{name:<12} {t.executions:>10} {t.max_events:>10} {avg:>10.0f} {t.max_payload:>14} B"
+            )
+        return "\n".join(rows)
+
+
+async def run_histories(client: Client, run_id: str, *, sample: dict[str, int] | None = None) -> RunHistories:
+    """Every execution whose workflow id is ``run_id`` or starts with ``run_id/`` (its batches and
+    VMs). ``sample``: workflow type -> at most this many executions read (the rest only counted)."""
+    found = RunHistories()
+    read: dict[str, int] = {}
+    async for execution in client.list_workflows(
+        f"WorkflowId = '{run_id}' OR WorkflowId STARTS_WITH '{run_id}/'"
+    ):
+        kind = execution.workflow_type
+        stats = found.types.setdefault(kind, TypeStats())
+        limit = (sample or {}).get(kind)
+        if limit is not None and read.get(kind, 0) >= limit:
+            stats.executions += 1
+            continue
+        read[kind] = read.get(kind, 0) + 1
+        handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+        stats.add(execution.id, await handle.fetch_history())
+    return found
