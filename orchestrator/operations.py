@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from orchestrator.config.loader import load_settings
+from orchestrator.config import starter
+from orchestrator.config.loader import build_settings, load_settings, parse_settings_text
 from orchestrator.config.settings import Settings
 from orchestrator.context import Context
 from orchestrator.dry_run import DryRun, describe_run
@@ -47,7 +50,7 @@ from orchestrator.engine.schedules import SyncResult, keep_in_sync
 from orchestrator.engine.server import EngineError
 from orchestrator.engine.session import Session
 from orchestrator.engine.workers import EVERYTHING, Roles
-from orchestrator.errors import ConfigChanged, RunExists, RunFailed, RunNotFound, RunNotRunning
+from orchestrator.errors import ConfigChanged, ConfigError, RunExists, RunFailed, RunNotFound, RunNotRunning
 from orchestrator.facts.leases import LeaseTarget
 from orchestrator.facts.pins import HeldRecord, PinSet, PinStore
 from orchestrator.facts.store import FactStore, RunRecord, SnapshotRecord, open_store
@@ -558,3 +561,85 @@ def load(
     )
     quiet_sdk_tracebacks()
     return settings
+
+
+@dataclass(frozen=True)
+class Starter:
+    """What ``patchwave init`` wrote: the file, the site's inventory it came from, the canary VMs."""
+
+    path: Path
+    inventory: Inventory
+    canaries: tuple[str, ...]
+
+
+_SITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+
+
+def init_config(
+    path: Path,
+    connection: starter.Connection,
+    *,
+    site: str,
+    canary: int = 2,
+    force: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> Starter:
+    """``patchwave init``: connect with ``connection``, discover the site, write a starter file at ``path``.
+
+    The text is validated by the loader before it is written (what ``plan`` reads is what was
+    checked); an existing file is replaced only with ``force``. Nothing is recorded anywhere else."""
+    environ = os.environ if environ is None else environ
+    path = Path(path).expanduser()
+    if not _SITE_NAME.match(site):
+        raise ConfigError(
+            "patchwave init", "--site", f"{site!r} is not a site name", "use letters, digits, '-', '_'"
+        )
+    if path.exists() and not force:
+        raise ConfigError(str(path), "-", "exists already", "pass --force to replace it, or -c NEW.toml")
+    table = starter.provider_table(connection)
+    skeleton = build_settings(
+        {"providers": {site: table}, "targets": {"names": [f"{site}/*"]}}, file=path, environ=environ
+    )
+    ctx = Context(skeleton, None, record_inventory=False)
+    try:
+        found = ctx.inventory_of(site)
+        # vSphere's agent (VMware Tools guest operations) needs guest credentials the starter cannot know
+        agent = Capability.GUEST_EXEC in ctx.provider(site).capabilities and connection.kind != "vsphere"
+    finally:
+        ctx.close()
+    text = starter.render(
+        site=site,
+        table=table,
+        inventory=found,
+        canary=canary,
+        channel="agent" if agent else "ssh",
+        timezone=_local_timezone(environ),
+        written_at=datetime.now().astimezone(),
+    )
+    parse_settings_text(text, file=path, environ=environ)  # what plan will read: refuse our own mistake here
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+    return Starter(path, found, tuple(vm.ref.name for vm in starter.canary_vms(found, canary)))
+
+
+def _local_timezone(environ: Mapping[str, str]) -> str:
+    """This machine's IANA time zone (``TZ``, /etc/timezone, the /etc/localtime link), else UTC."""
+    candidates = [environ.get("TZ", "").lstrip(":")]
+    try:
+        candidates.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
+    except OSError:
+        pass
+    localtime = Path("/etc/localtime")
+    if localtime.is_symlink():
+        candidates.append(str(localtime.resolve()).partition("zoneinfo/")[2])
+    for name in candidates:
+        if not name:
+            continue
+        try:
+            ZoneInfo(name)
+        except (ValueError, ZoneInfoNotFoundError):
+            continue
+        return name
+    return "UTC"

@@ -13,12 +13,12 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli import assess, autoupdates, backups, inspect, lab, runs
+from orchestrator.cli import assess, autoupdates, backups, inspect, lab, runs, starter
 from orchestrator.cli.errors import SecretBox, end_process, run_guarded
 from orchestrator.cli.options import Options
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Virtualization-aware patch orchestration on Temporal.",
@@ -74,7 +74,7 @@ def main_options(
 
 
 for command in (inspect.inventory, inspect.plan, inspect.status, inspect.doctor, runs.run, runs.resume,
-                runs.rollback, runs.approve, runs.serve, inspect.report, lab.demo, assess.assess):  # fmt: skip
+                runs.rollback, runs.approve, runs.serve, inspect.report, lab.demo, assess.assess, starter.init):  # fmt: skip
     app.command()(command)
 snapshots_app.command("list")(inspect.snapshots_list)
 snapshots_app.command("cleanup")(inspect.snapshots_cleanup)
