@@ -190,6 +190,7 @@ class Wave:
         return WaveInfo(
             position=position, wave_id=self.wave_id, ring=self.ring, size=len(self.vms),
             concurrency=self.concurrency, soak_s=self.soak_s, approval=self.approval, window=self.window,
+            est_duration_s=self.est_duration_s,
         )  # fmt: skip
 
 
@@ -206,6 +207,7 @@ class WaveInfo:
     soak_s: int = 0
     approval: bool = False
     window: str = ""
+    est_duration_s: int = 0  # the planner's learned estimate for the whole wave (Wave.est_duration_s)
 
 
 @dataclass(frozen=True)

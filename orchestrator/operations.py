@@ -47,7 +47,7 @@ from orchestrator.engine.runs import (
 )
 from orchestrator.engine.runs import approve as approve_run
 from orchestrator.engine.schedules import SyncResult, keep_in_sync
-from orchestrator.engine.server import EngineError
+from orchestrator.engine.server import EngineError, ui_answers, ui_url
 from orchestrator.engine.session import Session
 from orchestrator.engine.workers import EVERYTHING, Roles
 from orchestrator.errors import ConfigChanged, ConfigError, RunExists, RunFailed, RunNotFound, RunNotRunning
@@ -331,6 +331,7 @@ async def rollback(
     address: str = "",
     wait_s: float = 0.0,
     notice: Notice | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> tuple[VmOutcome, ...]:
     """Revert the snapshots ``run_id`` recorded (all, or those of ``vm_names``) and verify health.
     A name the run did not plan, or planned but has no snapshot of, is bad input: nothing starts.
@@ -346,7 +347,8 @@ async def rollback(
 
         async def revert() -> tuple[VmOutcome, ...]:
             begin = lambda: start_rollback(session.client, run_id, vm_names)
-            return await rollback_result(await admit(session, begin, wait_s=wait_s, notice=notice))
+            handle = await admit(session, begin, wait_s=wait_s, notice=notice)
+            return await rollback_result(handle, on_progress)
 
         return await session.engine.supervise(
             revert(), step=run_id, fix=f"`patchwave rollback {run_id}` again (reverts are idempotent)"
@@ -643,3 +645,13 @@ def _local_timezone(environ: Mapping[str, str]) -> str:
             continue
         return name
     return "UTC"
+
+
+def temporal_ui(settings: Settings, run_id: str, *, address: str = "") -> str:
+    """The link to ``run_id`` in the embedded server's web UI when that UI answers (``run --ui`` /
+    ``serve --ui``), else "". An external cluster's UI is its own: no link is guessed for it."""
+    if address or settings.temporal.mode != "embedded":
+        return ""
+    if not ui_answers(settings.temporal.address):
+        return ""
+    return ui_url(settings.temporal.address, settings.temporal.namespace, run_id)

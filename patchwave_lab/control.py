@@ -21,6 +21,7 @@ import shutil
 import socket
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -68,18 +69,30 @@ cat $k.pub
 # --------------------------------------------------------------------------------------------
 
 
-def up(state_dir: Path, guests: int = 2, *, uri: str = DEFAULT_URI, cache: Path | None = None) -> LabState:
-    """Start a fresh lab with ``guests`` guests; returns what ``lab.json`` holds."""
+def up(
+    state_dir: Path,
+    guests: int = 2,
+    *,
+    uri: str = DEFAULT_URI,
+    cache: Path | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> LabState:
+    """Start a fresh lab with ``guests`` guests; returns what ``lab.json`` holds. ``on_stage`` is told
+    each stage as it begins (the CLI's live view)."""
     if guests < 1:
         raise LabError(f"guests must be at least 1, not {guests}", code="bad_argument")
+    stage = on_stage or (lambda _what: None)
     started = time.monotonic()
+    stage("removing an earlier lab of this state directory")
     down(state_dir, uri=uri)
     cache = cache or image.cache_dir()
     root = lab_dir(state_dir)
     for sub in ("guests", "logs"):
         (root / sub).mkdir(parents=True, exist_ok=True)
+    stage("guest image (debootstrap once, then cached)")
     img = image.ensure_image(cache)
     image_s = time.monotonic() - started
+    stage("package repository")
     repo.build_repo(root / "repo", [f"{NAME_PREFIX}{i}" for i in range(1, guests + 1)])
     server = repo.start_server(root / "repo", root / "logs" / "repo-server.log")
     state = LabState(
@@ -103,7 +116,7 @@ def up(state_dir: Path, guests: int = 2, *, uri: str = DEFAULT_URI, cache: Path 
     save(state)  # from here on `down` can clean up whatever a failure leaves
     Path(state.known_hosts).write_text("")
     try:
-        state = _start_guests(state, img, cache, guests)
+        state = _start_guests(state, img, cache, guests, stage)
     except BaseException:
         down(state_dir, uri=uri)
         raise
@@ -127,7 +140,9 @@ def _spec(root: Path, owner: str, index: int) -> domain.GuestSpec:
     )
 
 
-def _start_guests(state: LabState, img: image.GuestImage, cache: Path, count: int) -> LabState:
+def _start_guests(
+    state: LabState, img: image.GuestImage, cache: Path, count: int, stage: Callable[[str], None]
+) -> LabState:
     conn = domain.connect(state.uri)
     try:
         root = Path(state.state_dir) / "lab"
@@ -135,6 +150,7 @@ def _start_guests(state: LabState, img: image.GuestImage, cache: Path, count: in
         _refuse_foreign(conn, specs)
         golden_started = time.monotonic()
         with image.cache_lock(cache):  # golden boots happen one after another
+            stage("golden guests (booted once per image, then cached)")
             goldens = [domain.ensure_golden(conn, img, spec) for spec in specs]
         timings = {
             **state.timings,
@@ -143,6 +159,7 @@ def _start_guests(state: LabState, img: image.GuestImage, cache: Path, count: in
         }
         for spec, golden in zip(specs, goldens, strict=True):
             guest_started = time.monotonic()
+            stage(f"starting {spec.name} (restore, agent, clock, SSH host key)")
             guest = _start_guest(conn, golden, spec, state)
             timings[f"{spec.name}_ready_s"] = round(time.monotonic() - guest_started, 2)
             state = replace(state, guests=(*state.guests, guest), timings=timings)

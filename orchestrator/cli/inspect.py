@@ -78,6 +78,8 @@ def status(
         out.print(render.runs_table([record]))
     if live.progress is not None:
         out.print(render.progress_table(live.progress))
+    if link := operations.temporal_ui(opts.settings(), run, address=opts.temporal_address):
+        typer.echo(f"Temporal UI: {link}")
     if record is not None:
         out.print(render.counts_line(shown.counts, shown.planned))
         for line in render.promotion_lines(operations.promotion(opts.settings(), run)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
@@ -19,7 +20,9 @@ if TYPE_CHECKING:
 class _Lab(Protocol):
     """What these commands use of the lab's control module (``patchwave_lab.control``)."""
 
-    def up(self, state_dir: Path, guests: int) -> LabState: ...
+    def up(
+        self, state_dir: Path, guests: int, *, on_stage: Callable[[str], None] | None = None
+    ) -> LabState: ...
 
     def down(self, state_dir: Path) -> list[str]: ...
 
@@ -76,7 +79,9 @@ def _lab() -> _Lab:
 
 def lab_up(ctx: typer.Context, guests: Annotated[int, typer.Option(help="How many guests.")] = 2) -> None:
     """Build (cached) and boot the Debian guest lab into the state directory."""
-    state = _lab().up(opts_of(ctx).settings().state.dir, guests)
+    state_dir = opts_of(ctx).settings().state.dir
+    with render.StageView("lab up") as view:
+        state = _lab().up(state_dir, guests, on_stage=view)
     typer.echo(render.to_json({"guests": [g.name for g in state.guests], "timings": state.timings}))
 
 

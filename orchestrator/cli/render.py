@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from typing import Any, Self
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
+from rich.spinner import Spinner
 from rich.table import Table
 
 from orchestrator.dry_run import DryRun
@@ -219,22 +221,77 @@ def _span(seconds: int) -> str:
     return f"{seconds}s"
 
 
-def progress_table(p: RunProgress) -> Table:
-    """The run's counters in the title; the rows are the VMs in flight (never every VM)."""
-    extra = f", waiting for approval of ring {p.waiting_for}" if p.waiting_for else ""
-    extra += f", soaking until {p.soak_until}" if p.soak_until else ""
-    extra += f", window {p.window_until}" if p.window_until else ""
-    done = p.total - p.count(StepStatus.PENDING) - p.count(StepStatus.RUNNING)
-    table = Table(
-        title=f"{p.run_id}: {p.phase}{extra} — VMs {done}/{p.total} done, failed {p.failed}/{p.failure_budget} "
-        f"budget, hosts {p.hosts_done}/{p.hosts_total}"
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def _since(iso: str, now: datetime) -> str:
+    try:
+        return _clock((now - datetime.fromisoformat(iso)).total_seconds()) if iso else ""
+    except ValueError:
+        return ""
+
+
+def progress_waits(p: RunProgress) -> str:
+    """What the run waits for now (ring, window, soak, approval), or ""."""
+    waits = [f"ring {p.ring}"] if p.ring else []
+    waits += (
+        [f"waiting for approval of ring {p.waiting_for} (patchwave approve {p.run_id})"]
+        if p.waiting_for
+        else []
     )
-    for col in ("vm", "site", "ring", "status", "note"):
+    waits += [f"soaking until {p.soak_until}"] if p.soak_until else []
+    waits += [f"paused: waiting for window {p.window_until}"] if p.window_until else []
+    return ", ".join(waits)
+
+
+def eta_text(p: RunProgress, now: datetime) -> str:
+    eta = p.eta(now)
+    if eta is None:
+        return ""
+    return f"ETA {eta.astimezone():%H:%M} (in {_clock((eta - now).total_seconds())}, learned durations)"
+
+
+def progress_table(p: RunProgress, now: datetime | None = None) -> Table:
+    """The run's counters per status, its waits and ETA in the title; one row per VM in flight (never
+    every VM): its stage (snapshot -> patch -> reboot -> verify -> revert ...), time in that stage,
+    time since it started against its learned estimate, channel."""
+    now = now or datetime.now(UTC)
+    counts = " · ".join(f"{s.value.replace('_', ' ')} {p.count(s)}" for s in StepStatus if p.count(s))
+    head = [f"{p.run_id}: {p.phase}", progress_waits(p), f"VMs {p.done}/{p.total} done ({counts or 'none yet'})",
+            f"failed {p.failed}/{p.failure_budget} budget", f"hosts {p.hosts_done}/{p.hosts_total}" if p.hosts_total else "",
+            eta_text(p, now)]  # fmt: skip
+    table = Table(title=" — ".join(part for part in head if part), title_justify="left")
+    for col in ("vm", "ring", "stage", "in stage", "elapsed / est.", "channel", "note"):
         table.add_column(col)
     for vm in p.vms:
         style = STATUS_STYLE.get(vm.status, "")
-        table.add_row(vm.name, vm.site, vm.ring, f"[{style}]{vm.status.value}[/]", vm.note[:80])
+        elapsed = _since(vm.started, now)
+        est = f" / {_clock(vm.est_s)}" if vm.est_s and elapsed else ""
+        table.add_row(
+            f"{vm.site}/{vm.name}", vm.ring, f"[{style}]{escape(vm.stage or vm.status.value)}[/]",
+            _since(vm.since, now), elapsed + est, vm.channel, escape(vm.note[:80]),
+        )  # fmt: skip
     return table
+
+
+def vm_lines(p: RunProgress, seen: dict[str, str]) -> list[str]:
+    """For a pipe: one line per VM whose stage changed since ``seen`` (updated), and one per VM that
+    left the set in flight (concluded: its outcome is in the counters)."""
+    lines, now_in = [], {}
+    for vm in p.vms:
+        key = vm.step_id or f"{vm.site}/{vm.name}"
+        stage = vm.stage or vm.status.value
+        now_in[key] = f"{vm.site}/{vm.name}"
+        if seen.get(key, "").partition("|")[0] != stage:
+            via = f" via {vm.channel}" if vm.channel else ""
+            lines.append(f"{vm.site}/{vm.name} [{vm.ring}] {stage}{via}")
+        seen[key] = f"{stage}|{vm.site}/{vm.name}"
+    for key in [k for k in seen if k not in now_in]:
+        lines.append(f"{seen.pop(key).partition('|')[2]} concluded")
+    return lines
 
 
 def counts_line(counts: Mapping[str, int], planned: int) -> str:
@@ -266,7 +323,10 @@ def promotion_lines(view: PromotionView) -> list[str]:
 
 def progress_line(p: RunProgress) -> str:
     counts = " ".join(f"{s.value}={p.count(s)}" for s in StepStatus if p.count(s))
-    return f"{p.run_id} phase={p.phase} ring={p.ring or '-'} {counts}".strip()
+    waits = f" waiting_for_approval={p.waiting_for}" if p.waiting_for else ""
+    waits += f" soak_until={p.soak_until}" if p.soak_until else ""
+    waits += f" window={p.window_until.replace(' ', '_')}" if p.window_until else ""
+    return f"{p.run_id} phase={p.phase} ring={p.ring or '-'}{waits} {counts}".strip()
 
 
 def summary_table(summary: RunSummary) -> Table:
@@ -384,6 +444,7 @@ class ProgressView:
         self._tty = self._console.is_terminal
         self._live: Live | None = None
         self._last = ""
+        self._seen: dict[str, str] = {}  # VM in flight -> its stage last printed (pipe mode)
         self.latest: RunProgress | None = None
 
     def __enter__(self) -> Self:
@@ -402,7 +463,55 @@ class ProgressView:
         line = progress_line(progress)
         if self._live is not None:
             self._live.update(progress_table(progress))
-        elif line != self._last:
+        else:
             stamp = datetime.now(UTC).strftime("%H:%M:%S")
-            self._console.print(f"{stamp} {line}", soft_wrap=True)
+            if line != self._last:
+                self._console.print(f"{stamp} {line}", soft_wrap=True, markup=False, highlight=False)
+            for vm_line in vm_lines(progress, self._seen):
+                self._console.print(f"{stamp} {vm_line}", soft_wrap=True, markup=False, highlight=False)
         self._last = line
+
+
+class StageView:
+    """Live stages of a long command without VMs (``lab up``): on a TTY one line redrawn in place (a
+    spinner, the stage, its elapsed time and the total); in a pipe one line per stage."""
+
+    def __init__(self, title: str) -> None:
+        self._title = title
+        self._console = console()
+        self._live: Live | None = None
+        self._stage = "starting"
+        self._started = self._stage_started = time.monotonic()
+        self.stages: list[tuple[str, float]] = []  # (stage, seconds) of the stages that ended
+
+    def __rich__(self) -> Spinner:
+        now = time.monotonic()
+        return Spinner(
+            "dots",
+            f"{self._title}: {escape(self._stage)} ({_clock(now - self._stage_started)}, "
+            f"total {_clock(now - self._started)})",
+        )
+
+    def __enter__(self) -> Self:
+        if self._console.is_terminal:
+            self._live = Live(self, console=self._console, refresh_per_second=4, transient=True)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._end_stage()
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+            self._live = None
+
+    def _end_stage(self) -> None:
+        self.stages.append((self._stage, time.monotonic() - self._stage_started))
+
+    def __call__(self, stage: str) -> None:
+        self._end_stage()
+        self._stage, self._stage_started = stage, time.monotonic()
+        if self._live is None:
+            stamp = datetime.now(UTC).strftime("%H:%M:%S")
+            self._console.print(
+                f"{stamp} {self._title}: {stage}", soft_wrap=True, markup=False, highlight=False
+            )

@@ -170,15 +170,17 @@ def rollback(
     from orchestrator.model import StepStatus
 
     opts = opts_of(ctx)
-    reverting = operations.rollback(
-        opts.settings(),
-        run,
-        tuple(vm or ()),
-        address=opts.temporal_address,
-        wait_s=wait_s(wait, wait_timeout),
-        notice=notice,
-    )
-    outcomes = drive(opts, reverting)
+    with render.ProgressView() as view:
+        reverting = operations.rollback(
+            opts.settings(),
+            run,
+            tuple(vm or ()),
+            address=opts.temporal_address,
+            wait_s=wait_s(wait, wait_timeout),
+            notice=notice,
+            on_progress=view,
+        )
+        outcomes = drive(opts, reverting, view)
     render.console().print(render.outcomes_table(f"rollback of {run}", outcomes))
     raise typer.Exit(0 if all(o.status is StepStatus.ROLLED_BACK for o in outcomes) else 1)
 

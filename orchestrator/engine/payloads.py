@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 from orchestrator.model import (
     HostOutcome,
@@ -204,11 +205,28 @@ class RollbackTargets:
 
 @dataclass(frozen=True)
 class VmProgress:
+    """A VM in flight. ``stage``/``since`` come from its ``VmPatch``'s ``stage`` query (filled in by
+    :func:`orchestrator.engine.runs.progress`, "" when it could not answer)."""
+
     name: str
     site: str
     ring: str
     status: StepStatus
     note: str = ""
+    step_id: str = ""
+    channel: str = ""  # agent | ssh | local
+    started: str = ""  # ISO UTC: its VmPatch started
+    est_s: int = 0  # the planner's learned estimate for this VM
+    stage: str = ""  # snapshot | backup | patch | services | reboot | verify | revert | ...
+    since: str = ""  # ISO UTC: entered that stage
+
+
+@dataclass(frozen=True)
+class VmStage:
+    """``VmPatch``'s ``stage`` query: where the VM is, since when."""
+
+    stage: str
+    since: str = ""
 
 
 @dataclass(frozen=True)
@@ -256,6 +274,39 @@ class RunProgress:
     total: int = 0  # planned VMs
     blocked_total: int = 0
     batches: tuple[str, ...] = ()  # workflow ids of the running batches (hosts, VMs, ring health)
+    est_s: int = 0  # the plan's learned estimate of the whole run's work (PlanSummary.est_s)
+
+    @property
+    def done(self) -> int:
+        """Planned VMs that concluded (neither pending nor running)."""
+        return self.total - self.count(StepStatus.PENDING) - self.count(StepStatus.RUNNING)
+
+    def eta(self, now: datetime) -> datetime | None:
+        """When the run should end: the share of the plan's learned estimate (:attr:`est_s`) not yet
+        done (VMs and hosts alike; a VM in flight counts as done by the share of its own estimate it
+        has run, at most 95 %), after the maintenance window it waits for, if any. None without an
+        estimate (not planned yet) or once nothing is left."""
+        units = self.total + self.hosts_total
+        if not self.est_s or not units:
+            return None
+        under_way = 0.0
+        for vm in self.vms:
+            try:
+                ran = (now - datetime.fromisoformat(vm.started)).total_seconds() if vm.started else 0.0
+            except ValueError:
+                ran = 0.0
+            under_way += min(0.95, max(0.0, ran) / vm.est_s) if vm.est_s else 0.0
+        left = units - self.done - self.hosts_done - under_way
+        if left <= 0:
+            return None
+        start = now
+        if self.window_until:
+            _name, _sep, until = self.window_until.rpartition(" until ")
+            try:
+                start = max(now, datetime.fromisoformat(until))
+            except ValueError:
+                pass
+        return start + timedelta(seconds=self.est_s * left / units)
 
     def count(self, status: StepStatus) -> int:
         if self.counts or self.total:

@@ -9,7 +9,7 @@ import asyncio
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
 
 from temporalio.client import (
@@ -31,8 +31,11 @@ from orchestrator.engine.payloads import (
     BatchProgress,
     RollbackRequest,
     RunProgress,
+    VmProgress,
+    VmStage,
 )
 from orchestrator.engine.retry import WORKFLOW_TASK_TIMEOUT
+from orchestrator.engine.workflows.batches import child_id
 from orchestrator.engine.workflows.patch_run import PatchRun
 from orchestrator.engine.workflows.rollback import RollbackRun
 from orchestrator.errors import (
@@ -113,7 +116,22 @@ async def progress(handle: RunHandle) -> RunProgress | None:
         return None
     client: Client = handle._client  # the handle's own client (the SDK has no public accessor)
     found = [await _batch_progress(client, batch_id) for batch_id in current.batches]
-    return current.merged([b for b in found if b is not None])
+    merged = current.merged([b for b in found if b is not None])
+    # the VMs in flight (bounded by the waves' concurrency): each one's stage, from its VmPatch
+    stages = await asyncio.gather(*(_vm_stage(client, merged.run_id, vm) for vm in merged.vms))
+    return replace(merged, vms=tuple(stages))
+
+
+async def _vm_stage(client: Client, run_id: str, vm: VmProgress) -> VmProgress:
+    if not vm.step_id:
+        return vm
+    try:
+        found: VmStage = await client.get_workflow_handle(child_id(run_id, vm.step_id)).query(
+            "stage", result_type=VmStage, rpc_timeout=timedelta(seconds=5)
+        )
+    except (RPCError, Exception):  # noqa: BLE001 - finished meanwhile, or not started yet: no stage to show
+        return vm
+    return replace(vm, stage=found.stage, since=found.since)
 
 
 async def _batch_progress(client: Client, batch_id: str) -> BatchProgress | None:
@@ -233,13 +251,37 @@ async def start_rollback(client: Client, run_id: str, vm_names: tuple[str, ...] 
     )
 
 
-async def rollback_result(handle: RollbackHandle) -> tuple[VmOutcome, ...]:
+async def rollback_result(
+    handle: RollbackHandle,
+    on_progress: Callable[[RunProgress], None] | None = None,
+    *,
+    interval_s: float = POLL_INTERVAL_S,
+) -> tuple[VmOutcome, ...]:
     """The rollback's outcomes; :class:`LeaseHeld` when the run (or another operation) still
-    works on one of its VMs."""
+    works on one of its VMs. ``on_progress`` gets its ``progress`` query meanwhile (the live view)."""
+    result = asyncio.ensure_future(handle.result())
     try:
-        return tuple(await handle.result())
+        while on_progress is not None and not result.done():
+            current = await _rollback_progress(handle)
+            if current is not None:
+                on_progress(current)
+            await asyncio.wait([result], timeout=interval_s)
+        outcomes = tuple(await result)
     except WorkflowFailureError as err:
         raise run_failed(handle.id, err) from None
+    finally:
+        result.cancel()
+    if on_progress is not None and (final := await _rollback_progress(handle)) is not None:
+        on_progress(final)
+    return outcomes
+
+
+async def _rollback_progress(handle: RollbackHandle) -> RunProgress | None:
+    try:
+        found: RunProgress = await handle.query("progress", result_type=RunProgress)
+        return found
+    except (RPCError, Exception):  # noqa: BLE001 - not started yet, or closed: nothing to show
+        return None
 
 
 async def rollback(client: Client, run_id: str, vm_names: tuple[str, ...] = ()) -> tuple[VmOutcome, ...]:

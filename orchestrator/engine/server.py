@@ -33,6 +33,8 @@ import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
+from urllib.request import urlopen
 
 from google.protobuf.duration_pb2 import Duration
 from temporalio.api.namespace.v1 import NamespaceConfig
@@ -78,6 +80,31 @@ def split_address(address: str) -> tuple[str, int]:
             f"Temporal address {address!r} is not host:port", step="engine", fix="use e.g. 127.0.0.1:7233"
         )
     return host, int(port)
+
+
+#: ``temporal server start-dev`` serves its web UI on the frontend port + 1000 (``--ui-port``'s default):
+#: 127.0.0.1:8233 for the default 127.0.0.1:7233. ``run --ui`` / ``serve --ui`` start it (else headless).
+UI_PORT_OFFSET = 1000
+
+
+def ui_url(frontend: str, namespace: str, run_id: str = "") -> str:
+    """The embedded server's web UI: its workflow list, or the workflows of run ``run_id`` (the run and
+    its batch and VM children, whose ids start with it)."""
+    host, port = split_address(frontend)
+    base = f"http://{host}:{port + UI_PORT_OFFSET}/namespaces/{quote(namespace, safe='')}/workflows"
+    if not run_id:
+        return base
+    return base + "?query=" + quote(f'WorkflowId STARTS_WITH "{run_id}"', safe="")
+
+
+def ui_answers(frontend: str, *, timeout_s: float = 1.0) -> bool:
+    """Whether the embedded server's web UI answers HTTP (it does only when started with ``--ui``)."""
+    host, port = split_address(frontend)
+    try:
+        with urlopen(f"http://{host}:{port + UI_PORT_OFFSET}/", timeout=timeout_s) as response:
+            return bool(200 <= response.status < 400)
+    except (OSError, ValueError):
+        return False
 
 
 async def probe(address: str, namespace: str, *, timeout_s: float = 2.0) -> Client | None:

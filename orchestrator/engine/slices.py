@@ -108,6 +108,7 @@ class PlanSummary:
     blocked: int
     blocked_sample: tuple[str, ...] = ()  # the first SAMPLE "site/name: reason (code)"
     window: WindowFit = field(default_factory=lambda: WindowFit(window=""))
+    est_s: int = 0  # the planner's learned estimate of the work: host phase + waves + soaks (no window waits)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,9 @@
    (:meth:`~orchestrator.guests.patcher.GuestPatcher.verify`); anything else is
    :class:`~orchestrator.guests.errors.PackageDatabaseInconsistent`, and VmPatch reverts.
 
+Patch baselines: when the VM's group picks a baseline for its OS family, the selection is the exact
+pins of that baseline's approved set (:meth:`PatchStep.baseline_selection`), journaled in the intent.
+
 Pinned promotion (:mod:`.promotion`): a later-ring VM's selection is the exact pins of the run's
 pin set (journaled in the intent, so a resumed attempt starts the same install); a first-ring VM
 records what it installed before its PATCH result.
@@ -34,12 +37,15 @@ from orchestrator.facts.actions import Action, Phase
 from orchestrator.facts.cves import CveStore
 from orchestrator.facts.details import PatchDetail, PatchIntent
 from orchestrator.facts.records import StepRecord
+from orchestrator.facts.vuln_rounds import RoundStore
+from orchestrator.facts.vulns import VulnStore
 from orchestrator.guests import job as jobs
 from orchestrator.guests.errors import GuestUnreachable, PackageManagerError, PatchTimedOut
 from orchestrator.guests.packages.base import PendingUpdate, UpdateSelection
 from orchestrator.guests.patcher import Assessment, GuestPatcher, changes_between, pin_target
 from orchestrator.model import PackageChange, UpdateMode
 from orchestrator.planning.cve import packages_of
+from orchestrator.vulns.approval import approve
 
 
 class PatchStep:
@@ -52,6 +58,7 @@ class PatchStep:
         self.selection = selection_for(ctx, task)
         self.timeout_s = float(task.step.policy.patch_timeout_s)
         self.promotion = Promotion(ctx, task, patcher)
+        self.baseline = ""  # the patch baseline whose approved set this patch installs ("" = none)
 
     @property
     def _ids(self) -> tuple[str, str]:
@@ -71,10 +78,14 @@ class PatchStep:
                 if promoted is None:
                     return self.nothing_to_do(assessment)
                 self.selection = promoted
+            elif (approved := self.baseline_selection(assessment)) is not None:
+                if not approved.pins:
+                    return self.nothing_to_do(assessment)
+                self.selection = approved
             elif not pending(assessment, self.selection):
                 return self.nothing_to_do(assessment)
             intent = self.record_intent(assessment)
-        elif intent.pins:  # a pinned promotion in flight: the same exact selection
+        elif intent.pins:  # a pinned promotion or baseline in flight: the same exact selection
             self.selection = UpdateSelection(mode="pinned", pins=intent.pins)
         try:
             return self.finish(intent)
@@ -88,6 +99,33 @@ class PatchStep:
                     job=intent.job, timeout_s=self.timeout_s, left_running=True,
                 )  # fmt: skip
             raise
+
+    def baseline_selection(self, assessment: Assessment) -> UpdateSelection | None:
+        """The exact pins of the approved set of the patch baseline the VM's group picked for its OS
+        family (:mod:`orchestrator.vulns.approval`, over the pending updates just assessed, the
+        findings of the VM's latest vulnerability assessment and when each candidate was first seen);
+        None when no baseline applies (no baseline for the family, or ``run --cve`` / configured pins,
+        whose selections are explicit)."""
+        step = self.task.step
+        if step.policy.update_mode in (UpdateMode.CVE, UpdateMode.PINNED):
+            return None
+        family = assessment.os.family
+        baseline = self.ctx.settings.baseline_for(step.group, family)
+        if baseline is None:
+            return None
+        latest = VulnStore(self.ctx.facts).latest_assessment(step.vm)
+        approval = approve(
+            baseline, assessment.updates, latest.findings if latest is not None else (), family=family,
+            today=self.ctx.clock.now().date(), first_seen=RoundStore(self.ctx.facts).first_seen(family, assessment.updates),
+            mode=step.policy.update_mode,
+        )  # fmt: skip
+        withheld = [f"{d.update.name}: {d.reason}" for d in approval.decisions if not d.approved]
+        self.ctx.log.info(
+            "baseline_applied", run=self.task.run_id, vm=str(step.vm), baseline=baseline.name,
+            approved=len(approval.pins), withheld=withheld[:20], withheld_total=len(withheld),
+        )  # fmt: skip
+        self.baseline = baseline.name
+        return UpdateSelection(mode="pinned", pins=approval.pins)
 
     def applied_before(self) -> PatchResult | None:
         """The recorded patch result for (run, step) if the guest still has those versions."""
@@ -129,7 +167,7 @@ class PatchStep:
             planned = {u.name: u.candidate for u in selected}
             before = {u.name: u.current for u in selected}
         job = jobs.job_id(*self._ids, len(self._intents()) + 1)
-        pins = self.selection.pins if self.promotion.pinned else ()
+        pins = self.selection.pins if self.promotion.pinned or self.baseline else ()
         intent = PatchIntent(self.selection.mode, job=job, before=before, planned=planned, pins=pins)
         vm = self.task.step.vm
         self.ctx.facts.record_intent(*self._ids, Action.PATCH, target=str(vm), detail=intent)

@@ -38,7 +38,7 @@ from orchestrator.engine.slices import (
 from orchestrator.errors import FactStoreError, OrchestratorError
 from orchestrator.facts.inventory import InventoryStore
 from orchestrator.facts.store import FactStore
-from orchestrator.model import HostOutcome, StepStatus, VmOutcome
+from orchestrator.model import HostOutcome, Plan, StepStatus, VmOutcome
 from orchestrator.vulns.targets import CveTarget
 
 
@@ -54,7 +54,19 @@ def plan_summary(facts: FactStore, run_id: str) -> PlanSummary:
     return PlanSummary(
         plan_id=header.plan_id, sites=header.sites, vms=size.vms, hosts=size.hosts, waves=size.waves,
         failure_budget=header.failure_budget, blocked=size.blocked, blocked_sample=sample, window=header.window,
+        est_s=_estimate_s(facts, run_id, header),
     )  # fmt: skip
+
+
+def _estimate_s(facts: FactStore, run_id: str, header: Plan) -> int:
+    """The plan's learned estimate of the work in seconds (what the live view's ETA scales): each failure
+    domain's predicted span, each wave's predicted duration and soak. Window waits are not work."""
+    hosts = 0
+    for domain in header.host_phase:
+        if domain.est_start and domain.est_end:
+            span = datetime.fromisoformat(domain.est_end) - datetime.fromisoformat(domain.est_start)
+            hosts += max(0, int(span.total_seconds()))
+    return hosts + sum(w.est_duration_s + w.soak_s for w in facts.plan_waves(run_id))
 
 
 class PlanActivities:

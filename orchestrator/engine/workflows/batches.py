@@ -128,8 +128,10 @@ class WaveBatch:
                 self._skip(step, f"not attempted: {self._halted}")
                 return
             self._running[step.step_id] = VmProgress(
-                step.vm.name, step.vm.site, step.ring, StepStatus.RUNNING
-            )
+                step.vm.name, step.vm.site, step.ring, StepStatus.RUNNING, step_id=step.step_id,
+                channel=step.channel, started=workflow.now().isoformat(timespec="seconds"),
+                est_s=step.est_duration_s,
+            )  # fmt: skip
             outcome = await self._patch_vm(step)
             del self._running[step.step_id]
             self._record(step, outcome)

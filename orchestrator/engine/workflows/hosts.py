@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         HostPreflight,
         HostTask,
         RunStatusUpdate,
+        VmProgress,
         site_queue,
     )
     from orchestrator.engine.slices import HostBatchResult, HostBatchTask, HostSlice, PlanPage
@@ -77,10 +78,30 @@ class HostBatch:
         self._run_id = ""
         self._window_until = ""
         self._notices = RunNotices()
+        self._current: VmProgress | None = None  # the host in flight (one at a time), for the live view
 
     @workflow.query(name="progress")
     def progress(self) -> BatchProgress:
-        return BatchProgress(batch_id=self._id, hosts_done=self._done, window_until=self._window_until)
+        return BatchProgress(
+            batch_id=self._id, hosts_done=self._done, window_until=self._window_until,
+            vms=(self._current,) if self._current is not None else (),
+        )  # fmt: skip
+
+    def _on_stage(self, step: HostStep, stage: str) -> None:
+        """The host in flight entered ``stage`` ("" = it is done)."""
+        if not stage:
+            self._current = None
+            return
+        now = workflow.now().isoformat(timespec="seconds")
+        started = (
+            self._current.started
+            if self._current is not None and self._current.step_id == step.step_id
+            else now
+        )
+        self._current = VmProgress(
+            step.host.name, step.host.site, "hosts", StepStatus.RUNNING, step_id="", channel=step.patch,
+            started=started, est_s=step.est_duration_s, stage=stage, since=now,
+        )  # fmt: skip
 
     @workflow.run
     async def run(self, task: HostBatchTask) -> HostBatchResult:
@@ -97,7 +118,7 @@ class HostBatch:
             failed += outcome.status is StepStatus.FAILED
 
         finished = {o.step_id: o for o in batch.finished}
-        halted = await HostPhase(task.run_id, done, gate).run(batch.steps, finished)
+        halted = await HostPhase(task.run_id, done, gate, self._on_stage).run(batch.steps, finished)
         return HostBatchResult(done=self._done, failed=failed, halted=halted)
 
     async def _waiting_for_window(self, window: str, until: str) -> None:
@@ -119,10 +140,17 @@ class HostPhase:
     """Runs the plan's host steps; ``on_done`` is told about every outcome (progress, budget);
     ``gate`` admits each host in its window."""
 
-    def __init__(self, run_id: str, on_done: Callable[[HostOutcome], None], gate: WindowGate) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        on_done: Callable[[HostOutcome], None],
+        gate: WindowGate,
+        on_stage: Callable[[HostStep, str], None] = lambda _step, _stage: None,
+    ) -> None:
         self._run_id = run_id
         self._on_done = on_done
         self._gate = gate
+        self._on_stage = on_stage
 
     async def run(self, steps: Sequence[HostStep], finished: Mapping[str, HostOutcome]) -> str:
         """Patch every host of ``steps`` (in order) but the ``finished`` ones (step id -> its final
@@ -138,7 +166,10 @@ class HostPhase:
                 )
             else:
                 started = _now()
-                outcome = replace(await self._host(step), started_at=started, finished_at=_now())
+                try:
+                    outcome = replace(await self._host(step), started_at=started, finished_at=_now())
+                finally:
+                    self._on_stage(step, "")
             await call(
                 ActivityName.HOST_RECORD_OUTCOME,
                 HostOutcomeRecord(self._run_id, outcome),
@@ -154,7 +185,9 @@ class HostPhase:
         queue = site_queue(step.host.site)
         outcome = HostOutcome(step_id=step.step_id, host=step.host, status=StepStatus.RUNNING)
         if step.patch == "none":
+            self._on_stage(step, "report-only")
             return await self._report_only(task, queue, outcome)
+        self._on_stage(step, "preflight")
         refused = await self._preflight(task, queue)
         if refused:
             return replace(outcome, status=StepStatus.SKIPPED, error=f"not touched: {refused}")
@@ -165,6 +198,7 @@ class HostPhase:
                 step_id=step.step_id, host=step.host, status=StepStatus.FAILED, error=describe(err)
             )
         finally:
+            self._on_stage(step, "exit-maintenance")
             exit_error = await shielded(self._exit(task, queue))
         if exit_error:
             error = "; ".join(e for e in (outcome.error, f"exit maintenance failed: {exit_error}") if e)
@@ -190,12 +224,16 @@ class HostPhase:
         return "" if check.ok else f"preflight failed: {check.reason}"
 
     async def _patch(self, task: HostTask, queue: str, outcome: HostOutcome) -> HostOutcome:
+        self._on_stage(task.step, "enter-maintenance")
         await call(ActivityName.HOST_ENTER_MAINTENANCE, task, queue=queue)
+        self._on_stage(task.step, "patch")
         patch = await call(ActivityName.HOST_PATCH, task, result_type=HostPatchResult, queue=queue)
         rebooted = False
         if task.step.reboot.needs_reboot(patch.reboot_required):
+            self._on_stage(task.step, "reboot")
             await call(ActivityName.HOST_REBOOT, task, queue=queue)
             rebooted = True
+        self._on_stage(task.step, "verify")
         verified = await call(ActivityName.HOST_VERIFY, task, result_type=HostBuild, queue=queue)
         return HostOutcome(
             step_id=outcome.step_id,

@@ -139,7 +139,7 @@ class PatchRun:
             soak_until=self._soak_until, hosts_done=self._hosts_done, hosts_total=self._plan.hosts,
             failed=self._failed, failure_budget=self._plan.failure_budget, halted_reason=self._halted,
             blocked=self._plan.blocked_sample, counts=counts, total=self._plan.vms,
-            blocked_total=self._plan.blocked, batches=tuple(self._batches),
+            blocked_total=self._plan.blocked, batches=tuple(self._batches), est_s=self._plan.est_s,
         )  # fmt: skip
 
     @workflow.update(name="approve")

@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         SnapshotResult,
         UpdaterPause,
         VmOutcomeRecord,
+        VmStage,
         VmTask,
         site_queue,
     )
@@ -124,13 +125,16 @@ async def assess(task: VmTask, queue: str) -> None:
 @workflow.defn(name="VmPatch")
 class VmPatch:
     def __init__(self) -> None:
-        self._stage = "start"
+        self._stage = VmStage("start")
         self._outcome: VmOutcome | None = None  # what is known so far (snapshot id, changes, reboot)
         self._paused = False  # the automatic updater's pause was asked for: restore it at the end
 
     @workflow.query(name="stage")
-    def stage(self) -> str:
+    def stage(self) -> VmStage:
         return self._stage
+
+    def _enter(self, stage: str) -> None:
+        self._stage = VmStage(stage, workflow.now().isoformat(timespec="seconds"))
 
     @workflow.run
     async def run(self, task: VmTask) -> VmOutcome:
@@ -167,7 +171,7 @@ class VmPatch:
     async def _prove(self, task: VmTask, queue: str, outcome: VmOutcome) -> VmOutcome:
         """``run --cve``: re-assess after the health checks and prove each targeted CVE; one still
         open fails the VM's goal (a patched VM becomes FAILED, a rolled-back one says which CVEs stay open)."""
-        self._stage = "prove"
+        self._enter("prove")
         try:
             proof = await call(ActivityName.VM_PROVE_CVES, task, result_type=CveProofResult, queue=queue)
         except ActivityError as err:
@@ -183,7 +187,7 @@ class VmPatch:
         return replace(outcome, error=f"{outcome.error}; {still}" if outcome.error else still)
 
     async def _assess(self, task: VmTask, queue: str) -> None:
-        self._stage = "assess"
+        self._enter("assess")
         await assess(task, queue)
 
     @property
@@ -202,7 +206,7 @@ class VmPatch:
         return outcome
 
     async def _attempt(self, task: VmTask, queue: str) -> VmOutcome:
-        self._stage = "baseline"
+        self._enter("baseline")
         try:
             baseline = await call(
                 ActivityName.VM_BASELINE_HEALTH, task, result_type=HealthReport, queue=queue
@@ -220,7 +224,7 @@ class VmPatch:
             refused = await self._safeguards(task, queue)
             if refused is not None:
                 return refused
-        self._stage = "snapshot"
+        self._enter("snapshot")
         try:
             snap = await call(ActivityName.VM_SNAPSHOT, task, result_type=SnapshotResult, queue=queue)
         except ActivityError as err:
@@ -238,7 +242,7 @@ class VmPatch:
         asks for. The outcome that refuses the patch (FAILED, not touched), or None to go on."""
         policy = task.step.policy
         if policy.pause_autoupdates:
-            self._stage = "pause-autoupdates"
+            self._enter("pause-autoupdates")
             self._paused = True  # asked for: restored at the end whatever the pause's own fate
             try:
                 await call(
@@ -249,7 +253,7 @@ class VmPatch:
                 why = f"not touched: pausing its automatic updater failed: {describe(err)}"
                 return replace(self._known, status=StepStatus.FAILED, error=why)
         if policy.backup:
-            self._stage = "backup"
+            self._enter("backup")
             try:
                 await call(
                     ActivityName.VM_BACKUP, task, result_type=BackupResult, queue=queue,
@@ -265,7 +269,7 @@ class VmPatch:
         journal) and for ``doctor``; it never changes the VM's outcome."""
         if not self._paused:
             return
-        self._stage = "restore-autoupdates"
+        self._enter("restore-autoupdates")
         try:
             await call(ActivityName.VM_RESTORE_AUTOUPDATES, task, result_type=UpdaterPause, queue=queue)
         except ActivityError as err:
@@ -275,14 +279,14 @@ class VmPatch:
 
     # ---------------------------------------------------------------- revert
     async def _reverting(self, task: VmTask, queue: str, reason: str, *, narrate: bool = False) -> VmOutcome:
-        self._stage = "revert"
+        self._enter("revert")
         return await revert_and_verify(task, queue, self._known, reason, narrate=narrate)
 
     async def _patch_and_verify(self, task: VmTask, queue: str) -> None:
         """Patch, restart stale services and/or reboot as the policy says, verify health; :class:`PatchFailed`
         otherwise."""
         policy = task.step.policy
-        self._stage = "patch"
+        self._enter("patch")
         try:
             patch = await call(
                 ActivityName.VM_PATCH,
@@ -299,14 +303,14 @@ class VmPatch:
         # [policy] restart_services: stale services restarted instead of a reboot (workflows/services.py)
         reboot, restart = wants_restart(policy, patch)
         if restart:
-            self._stage = "services"
+            self._enter("services")
             try:
                 reboot = await restart_services(task, patch)
             except ActivityError as err:
                 raise PatchFailed(f"restarting services failed: {describe(err)}") from err
         # ALWAYS: vm_reboot itself notices an earlier reboot (boot id) and does not repeat it
         if reboot:
-            self._stage = "reboot"
+            self._enter("reboot")
             try:
                 booted = await call(
                     ActivityName.VM_REBOOT,
@@ -318,7 +322,7 @@ class VmPatch:
             except ActivityError as err:
                 raise failure_reason("reboot failed", err) from err
             self._learn(rebooted=booted.rebooted)
-        self._stage = "verify"
+        self._enter("verify")
         health = await check_health(
             ActivityName.VM_VERIFY_HEALTH, task, queue, deadline_s=policy.health_deadline_s
         )

@@ -21,7 +21,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from orchestrator.config.loader import load_settings
 from orchestrator.context import Context
-from orchestrator.engine.runs import start_run
+from orchestrator.engine.payloads import RunProgress
+from orchestrator.engine.runs import start_run, watch
 from orchestrator.engine.workers import workers
 from orchestrator.facts.store import FactStore
 from orchestrator.model import RunRequest, RunSummary, StepStatus
@@ -147,3 +148,31 @@ async def test_a_node_whose_guests_do_not_fit_on_the_others_is_skipped_untouched
         assert summary.status == "succeeded"
     finally:
         facts.close()
+
+
+HOST_STAGES = {"preflight", "enter-maintenance", "patch", "reboot", "verify", "exit-maintenance"}
+
+
+async def test_the_live_view_shows_the_host_in_flight_with_its_stage(
+    env: WorkflowEnvironment, tmp_path: Path, sim: Simulator
+) -> None:
+    config = write_config(sim, tmp_path)
+    settings = load_settings(config, environ={PASSWORD_ENV: ROOT_PASSWORD})
+    facts = FactStore(settings.state.facts_path)
+    ctx = Context(settings, facts)
+    seen: list[RunProgress] = []
+    try:
+        async with workers(env.client, ctx):
+            request = RunRequest(run_id="run-host-view", config_digest=settings.digest, guests=False)
+            summary = await watch(await start_run(env.client, request), seen.append, interval_s=0.05)
+    finally:
+        ctx.close()
+        facts.close()
+    assert summary.status == "succeeded"
+    rows = [vm for p in seen for vm in p.vms]
+    assert rows and {vm.ring for vm in rows} == {"hosts"}  # one row: the host in flight
+    assert all(len([vm for vm in p.vms if vm.ring == "hosts"]) <= 1 for p in seen)  # one at a time
+    assert {vm.name for vm in rows} <= set(NODES) and {vm.stage for vm in rows} <= HOST_STAGES
+    assert {vm.stage for vm in rows} & {"enter-maintenance", "patch", "reboot", "verify"}
+    assert all(vm.channel == "ssh" and vm.started and vm.since for vm in rows)
+    assert seen[-1].vms == () and seen[-1].hosts_done == len(NODES)

@@ -42,11 +42,15 @@ def _timing(what: str, started: float) -> None:
     print(f"\n[lab timing] {what}: {time.monotonic() - started:.1f}s")
 
 
+STAGES: list[str] = []  # what `lab up` told its live view (``on_stage``), in order
+
+
 @pytest.fixture(scope="module")
 def lab_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
     state_dir = tmp_path_factory.mktemp("lab-state")
     started = time.monotonic()
-    state = lab.up(state_dir, guests=2)
+    STAGES.clear()
+    state = lab.up(state_dir, guests=2, on_stage=STAGES.append)
     _timing("lab up (2 guests)", started)
     print(f"[lab timing] breakdown: {state.timings}")
     yield state
@@ -217,3 +221,13 @@ def _known_key(state: LabState, guest: LabGuest) -> str:
         if host == f"[{guest.host}]:{guest.ssh_port}":
             return f"{key_type} {key}"
     raise AssertionError(f"{guest.name} is not in known_hosts")
+
+
+def test_lab_up_tells_its_live_view_each_stage_in_order(lab_state: LabState) -> None:
+    assert STAGES[:4] == [
+        "removing an earlier lab of this state directory",
+        "guest image (debootstrap once, then cached)",
+        "package repository",
+        "golden guests (booted once per image, then cached)",
+    ]
+    assert [s.split(" (")[0] for s in STAGES[4:]] == ["starting pw-lab-1", "starting pw-lab-2"]
