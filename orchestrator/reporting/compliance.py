@@ -23,7 +23,9 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
+from orchestrator.facts.autoupdates import AutoUpdateJournal, AutoUpdateRecord
 from orchestrator.facts.backups import BackupRecord, BackupStore
 from orchestrator.facts.fleet import noncompliant
 from orchestrator.facts.inventory import InventoryMachine, InventorySnapshot, InventoryStore
@@ -69,6 +71,11 @@ class MachineCompliance:
     critical: bool = False  # marked with [backup] critical_tag (tag or label) at the latest discovery
     backup_verified_at: str = ""  # when its newest restore-verified backup (still existing) was verified
     backup_how: str = ""  # how that verification saw it boot: agent | heartbeat
+    updater: str = ""  # its automatic updater at the latest `autoupdates status` ("" = never checked)
+    updater_ok: bool | None = (
+        None  # that status matched the group's [autoupdates] policy (None = never checked)
+    )
+    updater_checked_at: str = ""
 
     @property
     def backup_missing(self) -> bool:
@@ -157,8 +164,10 @@ def build_report(
     departed = sorted(f"{k[0]}/{seen.names[k]}" for k in seen.names if k[0] in inventoried and k not in vms)
     groups = _groups(facts, runs_scanned)
     critical, verified = store.vms_marked(critical_tag), BackupStore(facts).last_verified()
+    updaters = {(r.vm.site, r.vm.id): r for r in AutoUpdateJournal(facts).latest("status")}
     machines = sorted(
-        (_with_backup(_machine(key, vms.get(key), groups, seen, now, grace_s), key, critical, verified)
+        (_with_updater(_with_backup(_machine(key, vms.get(key), groups, seen, now, grace_s), key, critical,
+                                    verified), updaters.get(key))
          for key in keys),
         key=lambda m: (m.group, m.site, m.name, m.vm_id),
     )  # fmt: skip
@@ -191,6 +200,33 @@ def _with_backup(
         m, critical=key in critical, backup_verified_at=backup.verified_at if backup else "",
         backup_how=backup.verified_how if backup else "",
     )  # fmt: skip
+
+
+def _with_updater(m: MachineCompliance, record: AutoUpdateRecord | None) -> MachineCompliance:
+    """The machine's automatic updater as its latest ``autoupdates status`` found it."""
+    if record is None:
+        return m
+    return replace(m, updater=updater_text(record.mode, record.detail), updater_ok=record.ok,
+                   updater_checked_at=record.recorded_at)  # fmt: skip
+
+
+def updater_text(mode: str, detail: Mapping[str, Any]) -> str:
+    """``unattended-upgrades enabled (policy security)``, ``... drift: 2``, ``not installed`` ..."""
+    name = str(detail.get("updater") or "updater")
+    if not detail.get("installed"):
+        state = "not installed"
+    else:
+        state = "enabled" if detail.get("enabled") else "disabled"
+        if detail.get("paused_by"):
+            state += f", paused by {detail['paused_by']}"
+    drift = detail.get("drift") or []
+    last = detail.get("last_run") or {}
+    parts = [f"{name} {state} (policy {mode})"]
+    if drift:
+        parts.append(f"drift: {len(drift)}")
+    if isinstance(last, Mapping) and last.get("result"):
+        parts.append(f"last run {last['result']}")
+    return ", ".join(parts)
 
 
 def _history(facts: FactStore, now: datetime) -> _History:

@@ -61,7 +61,8 @@ def to_json(report: ComplianceReport) -> str:
 CSV_COLUMNS = ("site", "name", "vm_id", "group", "status", "os", "kernel", "last_patched", "last_result",
                "last_run", *(f"pending_{s}" for s in SEVERITIES), "pending_total", "security", "cves",
                "reboot_required", "snapshots", "oldest_snapshot_s", "assessed_at", "compliance", "state",
-               "services_old_libraries", "critical", "backup_verified_at", "backup_missing")  # fmt: skip
+               "services_old_libraries", "critical", "backup_verified_at", "backup_missing", "updater",
+               "updater_ok", "updater_checked_at")  # fmt: skip
 
 
 def to_csv(report: ComplianceReport) -> str:
@@ -75,7 +76,8 @@ def to_csv(report: ComplianceReport) -> str:
                          m.last_run, *(m.pending.get(s, 0) for s in SEVERITIES), m.pending_total, m.security,
                          m.cves, reboot, len(m.snapshot_ages_s), m.oldest_snapshot_s or "", m.assessed_at,
                          m.compliance, m.state, " ".join(m.restart_needed), str(m.critical).lower(),
-                         m.backup_verified_at, str(m.backup_missing).lower()])  # fmt: skip
+                         m.backup_verified_at, str(m.backup_missing).lower(), m.updater,
+                         "" if m.updater_ok is None else str(m.updater_ok).lower(), m.updater_checked_at])  # fmt: skip
     return out.getvalue()
 
 
@@ -124,12 +126,13 @@ def to_table(report: ComplianceReport, *, width: int = 200) -> str:
         "old libs",
         "snapshots",
         "verified backup",
+        "automatic updater",
     ):
         machines.add_column(col)
     for m in report.machines:
         machines.add_row(m.status, escape(f"{m.site}/{m.name}"), escape(m.group), since(m.last_patched, report.generated_at),
                          m.last_result or "-", *(_count(m, s) for s in SEVERITIES), _reboot(m), _stale(m),
-                         _snaps(m), _backup(m, report.generated_at))  # fmt: skip
+                         _snaps(m), _backup(m, report.generated_at), escape(_updater(m)))  # fmt: skip
     console.print(groups)
     console.print(machines)
     if report.hosts:
@@ -299,6 +302,13 @@ _STATUS_TEXT = {"unknown": "never assessed"}
 _COMPLIANCE_TEXT = {"compliant": "compliant", "noncompliant": "non-compliant", "unassessed": "-"}
 
 
+def _updater(m: MachineCompliance) -> str:
+    """Its automatic updater as last checked ("DRIFT" when it did not match the policy), or "-"."""
+    if not m.updater:
+        return "-"
+    return m.updater if m.updater_ok is not False else f"DRIFT: {m.updater}"
+
+
 def _backup(m: MachineCompliance, now: str) -> str:
     """The last verified backup's age, or why there is none ("MISSING (critical)" flags it)."""
     if m.backup_verified_at:
@@ -335,6 +345,8 @@ def _machine_row(m: MachineCompliance, now: str) -> str:
         + f'{_num("cves", m.cves)}{reboot}{_stale_cell(m)}<td data-field="snapshots">{snaps}</td>'
         + ('<td class="crit" data-field="backup">' if m.backup_missing else '<td data-field="backup">')
         + f"{e(_backup(m, now))}</td>"
+        + ('<td class="crit" data-field="updater">' if m.updater_ok is False else '<td data-field="updater">')
+        + f"{e(_updater(m))}</td>"
         f'<td class="sub">{e(since(m.assessed_at, now)) if known else "never"}</td></tr>'
     )
 

@@ -212,3 +212,44 @@ def test_a_critical_machine_without_a_verified_backup_is_flagged(report: Complia
         ("true", "true"), ("true", "false"), ("false", "false")
     ]  # fmt: skip
     assert json.loads(render(flagged, "json"))["machines"][0]["backup_missing"] is True
+
+
+def test_each_machine_shows_its_automatic_updater_as_last_checked(tmp_path: Path) -> None:
+    from orchestrator.facts.autoupdates import AutoUpdateJournal
+    from providers.base import VmRef
+
+    fleet = populate(tmp_path / "facts.db")
+    try:
+        before = machines(build_report(fleet.store, NOW))
+        journal = AutoUpdateJournal(fleet.store)
+        detail = {"updater": "unattended-upgrades", "installed": True, "enabled": True, "drift": [],
+                  "last_run": {"result": "ok"}, "paused_by": ""}  # fmt: skip
+        web1, web2 = before["web-1"], before["web-2"]
+        journal.record("op-1", VmRef(web1.site, web1.vm_id, "web-1"), "status", mode="security", ok=True,
+                       detail=detail)  # fmt: skip
+        drifted = {**detail, "drift": ["Automatic-Reboot: true, policy false"], "enabled": False}
+        journal.record("op-1", VmRef(web2.site, web2.vm_id, "web-2"), "status", mode="security", ok=False,
+                       detail=drifted)  # fmt: skip
+        report = build_report(fleet.store, NOW)
+    finally:
+        fleet.store.close()
+    found = machines(report)
+    assert found["web-1"].updater == "unattended-upgrades enabled (policy security), last run ok"
+    assert (found["web-1"].updater_ok, found["web-2"].updater_ok) == (True, False)
+    assert found["web-2"].updater == "unattended-upgrades disabled (policy security), drift: 1, last run ok"
+    assert all(
+        m.updater == "" and m.updater_ok is None for n, m in found.items() if n not in ("web-1", "web-2")
+    )
+    table = render(report, "table")
+    assert "automatic" in table and "DRIFT:" in table  # a column of its own (wrapped at the table's width)
+    html = render(report, "html")
+    assert (
+        html.count('<td class="crit" data-field="updater">DRIFT: ') == 1
+        and "<th>Automatic updater</th>" in html
+    )
+    rows = {r["name"]: r for r in csv.DictReader(io.StringIO(render(report, "csv")))}
+    assert (rows["web-1"]["updater_ok"], rows["web-2"]["updater_ok"], rows["db-1"]["updater_ok"]) == (
+        "true",
+        "false",
+        "",
+    )
