@@ -36,8 +36,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from orchestrator.config.settings import Settings
-from orchestrator.engine.assess_payloads import ASSESS_WORKFLOW, AssessRequest
-from orchestrator.engine.payloads import CENTRAL_QUEUE
+from orchestrator.engine.payloads import ASSESS_WORKFLOW, CENTRAL_QUEUE, AssessRequest
 
 SCHEDULE_ID = "patchwave-assess"
 MEMO_KEY = "patchwave_assess_schedule"

@@ -23,7 +23,8 @@ from orchestrator.assessment.proof import prove_vm
 from orchestrator.context import Context
 from orchestrator.engine.activities.heartbeat import heartbeating
 from orchestrator.engine.activities.translation import translated
-from orchestrator.engine.assess_payloads import (
+from orchestrator.engine.names import ActivityName
+from orchestrator.engine.payloads import (
     AssessBatch,
     AssessRequest,
     BatchCounts,
@@ -34,9 +35,8 @@ from orchestrator.engine.assess_payloads import (
     RoundSummary,
     SiteRound,
     SiteTargets,
+    VmTask,
 )
-from orchestrator.engine.names import ActivityName
-from orchestrator.engine.payloads import VmTask
 from orchestrator.facts.vuln_rounds import RoundStore
 from orchestrator.notify.notifier import Notifier
 

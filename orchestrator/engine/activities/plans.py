@@ -2,7 +2,7 @@
 
 * ``plan_run`` plans from the inventories the ``discover`` activities recorded (by snapshot id),
   records the plan in rows (:mod:`orchestrator.facts.plans`) and returns a
-  :class:`~orchestrator.engine.slices.PlanSummary`; a run already recorded returns its summary.
+  :class:`~orchestrator.engine.payloads.PlanSummary`; a run already recorded returns its summary.
 * ``plan_waves`` / ``wave_batch`` / ``host_batch`` read a page of waves, a batch of a wave's VM steps
   (with the status each has already) and a batch of host steps (with their final outcomes).
 * ``record_skips`` records the VMs a batch did not attempt (SKIPPED, with why) unless they have an
@@ -24,7 +24,7 @@ from orchestrator.context import Context
 from orchestrator.engine.activities.leases import admit
 from orchestrator.engine.activities.translation import translated
 from orchestrator.engine.names import ActivityName
-from orchestrator.engine.slices import (
+from orchestrator.engine.payloads import (
     SAMPLE,
     BatchQuery,
     BatchSlice,

@@ -22,14 +22,18 @@ from orchestrator.engine.activities.translation import translated
 from orchestrator.engine.names import ActivityName
 from orchestrator.engine.payloads import (
     CleanupInput,
+    DiscoverInput,
+    FinishInput,
+    InventoryRef,
     RollbackRequest,
     RollbackTargets,
+    RunSetup,
     RunStatusUpdate,
     VmTask,
     WindowQuery,
     WindowSlot,
+    current_limits,
 )
-from orchestrator.engine.slices import DiscoverInput, FinishInput, InventoryRef, RunSetup, current_limits
 from orchestrator.errors import ConfigChanged, LeaseHeld
 from orchestrator.facts.gates import ENGINE
 from orchestrator.facts.leases import LeaseTarget

@@ -23,7 +23,9 @@ from dataclasses import replace
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from orchestrator.engine.assess_payloads import (
+    from orchestrator.engine.names import ActivityName
+    from orchestrator.engine.payloads import (
+        CENTRAL_QUEUE,
         AssessBatch,
         AssessRequest,
         BatchCounts,
@@ -33,9 +35,8 @@ with workflow.unsafe.imports_passed_through():
         RoundSummary,
         SiteRound,
         SiteTargets,
+        site_queue,
     )
-    from orchestrator.engine.names import ActivityName
-    from orchestrator.engine.payloads import CENTRAL_QUEUE, site_queue
     from orchestrator.engine.workflows.calls import call
 
 #: Batch activities in flight at once (each asks ``[assess] parallel`` guests at a time).

@@ -30,23 +30,21 @@ with workflow.unsafe.imports_passed_through():
     from orchestrator.engine.names import ActivityName
     from orchestrator.engine.payloads import (
         CENTRAL_QUEUE,
-        BatchProgress,
-        RunStatusUpdate,
-        VmProgress,
-        VmTask,
-        site_queue,
-    )
-    from orchestrator.engine.retry import WORKFLOW_TASK_TIMEOUT
-    from orchestrator.engine.slices import (
         SAMPLE,
+        BatchProgress,
         BatchQuery,
         BatchResult,
         BatchSlice,
         BatchTask,
         HealthBatchResult,
         HealthBatchTask,
+        RunStatusUpdate,
         SkipRecord,
+        VmProgress,
+        VmTask,
+        site_queue,
     )
+    from orchestrator.engine.retry import WORKFLOW_TASK_TIMEOUT
     from orchestrator.engine.workflows.calls import call
     from orchestrator.engine.workflows.notices import RunNotices
     from orchestrator.engine.workflows.vms import VmPatch, check_health

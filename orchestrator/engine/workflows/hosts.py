@@ -41,15 +41,18 @@ with workflow.unsafe.imports_passed_through():
     from orchestrator.engine.payloads import (
         CENTRAL_QUEUE,
         BatchProgress,
+        HostBatchResult,
+        HostBatchTask,
         HostBuild,
         HostOutcomeRecord,
         HostPreflight,
+        HostSlice,
         HostTask,
+        PlanPage,
         RunStatusUpdate,
         VmProgress,
         site_queue,
     )
-    from orchestrator.engine.slices import HostBatchResult, HostBatchTask, HostSlice, PlanPage
     from orchestrator.engine.workflows.calls import call, shielded
     from orchestrator.engine.workflows.notices import RunNotices
     from orchestrator.engine.workflows.window_gate import WindowGate

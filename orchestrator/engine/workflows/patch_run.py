@@ -5,7 +5,7 @@ Deterministic: no I/O, time from ``workflow.now()``, every side effect in an act
 
 PatchRun: run_setup -> discover (one activity per site, on the site's queue: the inventory goes to
 the fact store, the workflow gets its id) -> plan_run (the plan goes to the fact store in rows, the
-workflow gets a :class:`~orchestrator.engine.slices.PlanSummary`) -> hypervisor phase (``HostBatch``
+workflow gets a :class:`~orchestrator.engine.payloads.PlanSummary`) -> hypervisor phase (``HostBatch``
 children, :mod:`.hosts`) -> guest waves in ring order, read a page of waves at a time, each wave cut
 into batches of at most ``RunLimits.batch_size`` VMs run one after another as ``WaveBatch`` children
 (:mod:`.batches`: the wave's concurrency, the maintenance window, the failure budget, one ``VmPatch``
@@ -18,7 +18,7 @@ window pre-notice, run started, VM rolled back, run finished / halted; they neve
 scheduled run (``run_id=""``) takes its workflow id as run id.
 
 No payload and no history grows with the fleet: the workflow carries counters, ids and one wave
-page; before starting a batch it continues as new (memo ``carry``: :class:`~orchestrator.engine.slices.RunCarry`)
+page; before starting a batch it continues as new (memo ``carry``: :class:`~orchestrator.engine.payloads.RunCarry`)
 once its history passed ``RunLimits.continue_after_events``. Its ``progress`` query answers with
 counters and its running batches' ids; the client merges in their VMs in flight
 (:func:`orchestrator.engine.runs.progress`).
@@ -48,19 +48,13 @@ with workflow.unsafe.imports_passed_through():
     from orchestrator.engine.names import ActivityName
     from orchestrator.engine.payloads import (
         CENTRAL_QUEUE,
-        ApprovalRequest,
-        ApprovalResult,
-        CleanupInput,
-        RunProgress,
-        RunStatusUpdate,
-        site_queue,
-    )
-    from orchestrator.engine.retry import WORKFLOW_TASK_TIMEOUT
-    from orchestrator.engine.slices import (
         SAMPLE,
         WAVE_PAGE,
+        ApprovalRequest,
+        ApprovalResult,
         BatchResult,
         BatchTask,
+        CleanupInput,
         DiscoverInput,
         FinishInput,
         HealthBatchResult,
@@ -71,9 +65,13 @@ with workflow.unsafe.imports_passed_through():
         PlanSummary,
         RunCarry,
         RunLimits,
+        RunProgress,
         RunSetup,
+        RunStatusUpdate,
         WavePage,
+        site_queue,
     )
+    from orchestrator.engine.retry import WORKFLOW_TASK_TIMEOUT
     from orchestrator.engine.workflows.batches import WaveBatch, batch_id
     from orchestrator.engine.workflows.calls import call, shielded
     from orchestrator.engine.workflows.hosts import HostBatch

@@ -16,8 +16,14 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from orchestrator.engine.names import ActivityName
-    from orchestrator.engine.payloads import CENTRAL_QUEUE
-    from orchestrator.engine.slices import SAMPLE, HealthBatchResult, HealthBatchTask, PlanPage, WavePage
+    from orchestrator.engine.payloads import (
+        CENTRAL_QUEUE,
+        SAMPLE,
+        HealthBatchResult,
+        HealthBatchTask,
+        PlanPage,
+        WavePage,
+    )
     from orchestrator.engine.workflows.batches import HealthBatch, batch_id
     from orchestrator.engine.workflows.calls import call
 

@@ -27,11 +27,11 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from orchestrator.engine.assess_payloads import CveProofResult
     from orchestrator.engine.failures import cause_of, describe
     from orchestrator.engine.names import ActivityName
     from orchestrator.engine.payloads import (
         BackupResult,
+        CveProofResult,
         PatchResult,
         RebootResult,
         RevertResult,

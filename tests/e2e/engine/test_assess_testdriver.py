@@ -24,8 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from orchestrator.config.loader import load_settings
 from orchestrator.context import Context
-from orchestrator.engine.assess_payloads import ASSESS_WORKFLOW, AssessRequest, RoundSummary
-from orchestrator.engine.payloads import CENTRAL_QUEUE
+from orchestrator.engine.payloads import ASSESS_WORKFLOW, CENTRAL_QUEUE, AssessRequest, RoundSummary
 from orchestrator.engine.workers import workers
 from orchestrator.facts.store import FactStore
 from orchestrator.facts.vuln_rounds import RoundStore

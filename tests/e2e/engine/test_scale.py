@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config.loader import load_settings
-from orchestrator.engine import slices
+from orchestrator.engine import payloads
 from orchestrator.engine.payloads import RunProgress
 from orchestrator.engine.runs import start_run, watch
 from orchestrator.engine.session import Session
@@ -38,9 +38,9 @@ RUN = "run-scale"
 
 @pytest.fixture
 def bed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ScaleBed:
-    monkeypatch.setattr(slices, "BATCH_SIZE", 200)
-    monkeypatch.setattr(slices, "HOST_BATCH_SIZE", 3)
-    monkeypatch.setattr(slices, "CONTINUE_AFTER_EVENTS", 60)
+    monkeypatch.setattr(payloads, "BATCH_SIZE", 200)
+    monkeypatch.setattr(payloads, "HOST_BATCH_SIZE", 3)
+    monkeypatch.setattr(payloads, "CONTINUE_AFTER_EVENTS", 60)
     fleet = ScaleFleet(FleetShape(vms=VMS, sites=2, hosts_per_site=4, canary=5, broken=frozenset({BROKEN})))
     return write_scale_bed(
         tmp_path / "bed", fleet, port=unused_port(), concurrency=CONCURRENCY, canary_soak="1s", hosts=True

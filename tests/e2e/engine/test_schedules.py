@@ -324,8 +324,8 @@ async def test_a_scheduled_run_patches_its_scope_under_its_own_id(
 
 
 async def test_the_assessment_schedule_follows_assess_every(env: WorkflowEnvironment, tmp_path: Path) -> None:
-    from orchestrator.engine.assess_payloads import ASSESS_WORKFLOW, AssessRequest
     from orchestrator.engine.assessments import SCHEDULE_ID, sync_assessment_schedule
+    from orchestrator.engine.payloads import ASSESS_WORKFLOW, AssessRequest
 
     def every(value: str) -> Settings:
         path = tmp_path / "assess.toml"

@@ -18,18 +18,22 @@ import pytest
 from temporalio.converter import DataConverter
 
 from orchestrator.engine.activities.plans import plan_summary
-from orchestrator.engine.payloads import BatchProgress, NotifySetup, RunProgress, VmProgress, VmTask
-from orchestrator.engine.slices import (
+from orchestrator.engine.payloads import (
     BATCH_SIZE,
     SAMPLE,
     WAVE_PAGE,
+    BatchProgress,
     BatchResult,
     BatchSlice,
     BatchTask,
     HostSlice,
     InventoryRef,
+    NotifySetup,
     RunCarry,
     RunLimits,
+    RunProgress,
+    VmProgress,
+    VmTask,
     WavePage,
 )
 from orchestrator.facts.store import FactStore

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.engine.slices import HealthBatchResult
+from orchestrator.engine.payloads import HealthBatchResult
 from orchestrator.engine.workflows.ring_gate import added, early_approval, refusal, with_fix
 
 ROLLED_BACK = HealthBatchResult(checked=0, sick=0, rolled_back=1, bad_sample=("app-1 (rolled back)",))

@@ -102,7 +102,7 @@ def test_a_scheduled_run_whose_window_left_the_configuration_is_refused_not_run_
 
     from orchestrator.context import Context
     from orchestrator.engine.activities.plans import PlanActivities
-    from orchestrator.engine.slices import PlanInput
+    from orchestrator.engine.payloads import PlanInput
     from orchestrator.facts.store import FactStore
 
     config = parse_settings_text(CONFIG, file=tmp_path / "p.toml", environ={}, state_dir=tmp_path)
