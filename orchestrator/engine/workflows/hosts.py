@@ -82,6 +82,7 @@ class HostBatch:
         self._window_until = ""
         self._notices = RunNotices()
         self._current: VmProgress | None = None  # the host in flight (one at a time), for the live view
+        self._current_step = ""  # its step id (its row has none: no VmPatch to ask for a stage)
 
     @workflow.query(name="progress")
     def progress(self) -> BatchProgress:
@@ -96,11 +97,9 @@ class HostBatch:
             self._current = None
             return
         now = workflow.now().isoformat(timespec="seconds")
-        started = (
-            self._current.started
-            if self._current is not None and self._current.step_id == step.step_id
-            else now
-        )
+        same_host = self._current is not None and self._current_step == step.step_id
+        started = self._current.started if self._current is not None and same_host else now
+        self._current_step = step.step_id
         self._current = VmProgress(
             step.host.name, step.host.site, "hosts", StepStatus.RUNNING, step_id="", channel=step.patch,
             started=started, est_s=step.est_duration_s, stage=stage, since=now,

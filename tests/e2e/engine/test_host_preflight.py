@@ -176,3 +176,5 @@ async def test_the_live_view_shows_the_host_in_flight_with_its_stage(
     assert {vm.stage for vm in rows} & {"enter-maintenance", "patch", "reboot", "verify"}
     assert all(vm.channel == "ssh" and vm.started and vm.since for vm in rows)
     assert seen[-1].vms == () and seen[-1].hosts_done == len(NODES)
+    for name in {vm.name for vm in rows}:  # a host's elapsed time runs from its first stage, not each stage's
+        assert len({vm.started for vm in rows if vm.name == name}) == 1
