@@ -20,9 +20,11 @@ from orchestrator.config.loader import parse_settings_text
 from orchestrator.errors import ConfigError
 from providers.base import Capability, HostInfo, HostRef, HostState, Inventory, PowerState, VmInfo, VmRef
 from tests.simulators.pvesim import SimConfig, Simulator
+from tests.simulators.vcsim.launcher import start_or_skip
 from tests.support.paths import REPO
 
 PVE_TOKEN = "pve-init-token-5f3a9c1e"
+VC_PASSWORD = "vc-init-pw-8d2b7e41"
 
 
 def patchwave(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -92,6 +94,33 @@ def test_init_on_proxmox_keeps_the_token_a_reference(tmp_path: Path, pvesim: Sim
         "-c", str(config), "--state-dir", str(tmp_path / "state"), "plan", cwd=tmp_path, env=env
     )
     assert planned.returncode == 0, planned.stderr
+
+
+def test_init_on_vsphere_connects_to_vcsim_and_plans_over_ssh(tmp_path: Path) -> None:
+    sim = start_or_skip("-host", "2", "-vm", "3", "-pass", VC_PASSWORD, listen="127.0.0.2:0")
+    try:
+        table = sim.provider_table()
+        config = tmp_path / "vc.toml"
+        env = {"VC_PASSWORD": VC_PASSWORD}
+        done = patchwave(
+            "-c", str(config), "init", "--provider", "vsphere", "--site", "vc", "--host", str(table["host"]),
+            "--port", str(table["port"]), "--user", str(table["user"]), "--password-env", "VC_PASSWORD",
+            "--ca-file", str(table["ca_file"]), cwd=tmp_path, env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        text = config.read_text()
+        assert VC_PASSWORD not in text + done.stdout + done.stderr
+        raw = tomllib.loads(text)
+        assert raw["providers"]["vc"]["password"] == {"env": "VC_PASSWORD"}
+        assert raw["providers"]["vc"]["insecure"] is False  # TLS verified against the CA given
+        assert raw["guests"]["channel"] == "ssh"  # VMware Tools guest operations need guest credentials
+        assert len(raw["groups"][0]["match"]["names"]) == 2
+        planned = patchwave(
+            "-c", str(config), "--state-dir", str(tmp_path / "state"), "plan", cwd=tmp_path, env=env
+        )
+        assert planned.returncode == 0, planned.stderr
+    finally:
+        sim.stop()
 
 
 @pytest.mark.parametrize(
