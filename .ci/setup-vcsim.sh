@@ -20,4 +20,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-echo "vcsim launcher: $(python3 tests/simulators/vcsim/launcher.py)"
+# The launcher imports tests.support (PYTHONPATH=.); a failed build fails the install (set -e).
+built=$(PYTHONPATH=. python3 tests/simulators/vcsim/launcher.py)
+echo "vcsim launcher: $built"
