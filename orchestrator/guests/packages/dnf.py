@@ -41,11 +41,11 @@ from orchestrator.guests.packages.rpm import (
     parse_rpm_packages,
     parse_rpm_query,
     parse_rpm_versions,
+    rpm_integrity_sections,
     rpm_packages_command,
     rpm_query_all_command,
     rpm_query_command,
     rpm_verify_command,
-    rpm_verify_problems,
 )
 from orchestrator.model import PackageChange
 from providers.base import ExecResult
@@ -307,12 +307,7 @@ class Dnf:
 
     def parse_integrity(self, result: ExecResult) -> Integrity:
         """``rpm -Va`` and ``dnf check`` (duplicates, missing requires, conflicts): any line is a problem."""
-        sections = split_sections(result.stdout)
-        if not {"busy", "rpm-verify", "dnf-check"} <= set(sections):
-            raise PackageManagerError(
-                "incomplete consistency check output", code="parse", output=result.stdout
-            )
-        problems = rpm_verify_problems(*sections["rpm-verify"])
+        sections, problems = rpm_integrity_sections(result.stdout, "dnf-check")
         body, status = sections["dnf-check"]
         lines = [line.strip() for line in body.splitlines() if line.strip()]
         problems += [f"dnf check: {line}" for line in lines]

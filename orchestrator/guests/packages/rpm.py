@@ -7,7 +7,8 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from orchestrator.guests.packages.base import InstalledPackage
+from orchestrator.guests.errors import PackageManagerError
+from orchestrator.guests.packages.base import InstalledPackage, split_sections
 
 #: Architectures we recognise at the end of a NEVRA ("name-1.0-1.el9.x86_64").
 ARCHES = frozenset(
@@ -138,6 +139,15 @@ def rpm_verify_command(*, root: str = "") -> str:
     not checked: only what a half-done transaction breaks). Prints nothing when all is well."""
     root_opt = f" --root {shlex.quote(root)}" if root else ""
     return f"rpm{root_opt} -Va --nofiles --nodigest --noscripts"
+
+
+def rpm_integrity_sections(stdout: str, tool: str) -> tuple[dict[str, tuple[str, int | None]], list[str]]:
+    """The sections of an rpm-family consistency check (``busy``, ``rpm-verify`` and the package
+    manager's own ``tool`` section), and what ``rpm -Va`` found; incomplete output is a parse error."""
+    sections = split_sections(stdout)
+    if not {"busy", "rpm-verify", tool} <= set(sections):
+        raise PackageManagerError("incomplete consistency check output", code="parse", output=stdout)
+    return sections, rpm_verify_problems(*sections["rpm-verify"])
 
 
 def rpm_verify_problems(body: str, status: int | None) -> list[str]:

@@ -44,11 +44,11 @@ from orchestrator.guests.packages.rpm import (
     parse_nevra,
     parse_rpm_packages,
     parse_rpm_versions,
+    rpm_integrity_sections,
     rpm_packages_command,
     rpm_query_all_command,
     rpm_query_command,
     rpm_verify_command,
-    rpm_verify_problems,
 )
 from orchestrator.model import PackageChange
 from providers.base import ExecResult
@@ -298,12 +298,7 @@ class Zypper:
 
     def parse_integrity(self, result: ExecResult) -> Integrity:
         """``rpm -Va`` lines and ``zypper verify --dry-run``: satisfied, or what it would fix."""
-        sections = split_sections(result.stdout)
-        if not {"busy", "rpm-verify", "verify"} <= set(sections):
-            raise PackageManagerError(
-                "incomplete consistency check output", code="parse", output=result.stdout
-            )
-        problems = rpm_verify_problems(*sections["rpm-verify"])
+        sections, problems = rpm_integrity_sections(result.stdout, "verify")
         body, status = sections["verify"]
         if _VERIFIED not in body or status not in (0, None):
             lines = [line.strip() for line in body.splitlines() if line.strip() and line not in _ZYPPER_NOISE]
