@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from orchestrator import autoupdates
 from orchestrator.autoupdates import AutoUpdateChange, AutoUpdatePolicy, AutoUpdateStatus
 from orchestrator.autoupdates.change import ApplyReport
+from orchestrator.autoupdates.policy import group_policy
 from orchestrator.config.settings import Settings
 from orchestrator.context import Context
 from orchestrator.facts.assessments import os_name
@@ -30,7 +31,6 @@ from orchestrator.facts.autoupdates import AutoUpdateJournal
 from orchestrator.facts.store import open_store
 from orchestrator.guests.channel import GuestChannel
 from orchestrator.guests.osinfo import OsInfo, detect_os
-from orchestrator.model import UpdateMode
 from orchestrator.planning.planner import group_of
 from orchestrator.planning.selection import select_targets
 from providers.base import VmInfo, VmRef
@@ -134,7 +134,8 @@ def _report_detail(report: ApplyReport) -> dict[str, object]:
 def _planned(
     ctx: Context, vm: VmInfo, channel: GuestChannel, os_info: OsInfo, policy: AutoUpdatePolicy
 ) -> VmAutoUpdate:
-    change = autoupdates.plan(os_info, policy)
+    held = autoupdates.run_holds(channel) if os_info.family == "rhel" and policy.holds_pins else None
+    change = autoupdates.plan(os_info, policy, run_holds=held.packages if held is not None else ())
     return VmAutoUpdate(vm.ref, policy.group, policy.mode, os_name(os_info), change=change)
 
 
@@ -161,9 +162,7 @@ def _one(ctx: Context, vm: VmInfo, now: datetime, work: Work) -> VmAutoUpdate:
     settings = ctx.settings.autoupdates.for_group(group.name)
     channel: GuestChannel | None = None
     try:
-        pins = group.policy.pins if group.policy.updates is UpdateMode.PINNED else ()
-        window = ctx.settings.window(group.window) if group.window else None
-        policy = autoupdates.resolve_policy(settings, now=now, group=group.name, window=window, pins=pins)
+        policy = group_policy(ctx.settings, group.name, now=now)
         channel = ctx.guest_channel(vm.ref, vm)
         return work(ctx, vm, channel, detect_os(channel), policy)
     except ProviderError as exc:

@@ -1,4 +1,11 @@
-"""Session-wide pytest hooks. Only one: the crash-injection figures, printed at the end of the run."""
+"""Session-wide pytest hooks: the lab tests kept on one worker, and the crash-injection figures
+printed at the end of the run.
+
+The README's test command runs two pytest-xdist workers (``-n 2 --dist loadgroup``): every test
+marked ``lab`` (the real Debian guest lab: libvirtd + QEMU TCG guests named ``pw-lab-N``, one lab at
+a time) joins the xdist group ``lab``, so those run one after the other, in file order, on one worker
+— while the other worker takes everything else.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,12 @@ import time
 import pytest
 
 _STARTED = time.time()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("lab") is not None:
+            item.add_marker(pytest.mark.xdist_group("lab"))
 
 
 @pytest.hookimpl(trylast=True)

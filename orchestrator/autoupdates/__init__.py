@@ -13,12 +13,15 @@ parsers only read output; :mod:`.guest` is the one place that runs them through 
     pause(channel, run_id, step_id)           # PauseResult (idempotent; UpdaterBusy is retryable)
     restore(channel, run_id)                  # RestoreResult (idempotent)
     paused_by(channel)                        # PauseMarker | None (for resume/doctor)
+    hold(channel, policy, RunHolds(...))      # HoldReport: a pinned rollout's holds (coexist)
+    run_holds(channel)                        # RunHolds | None: what the latest run held
 """
 
 from orchestrator.autoupdates.change import ApplyReport, AutoUpdateChange, GuestFile
 from orchestrator.autoupdates.errors import AutoUpdateError, UpdaterBusy
 from orchestrator.autoupdates.findings import Drift, LastRun
-from orchestrator.autoupdates.guest import apply, pause, paused_by, restore, status
+from orchestrator.autoupdates.guest import apply, hold, pause, paused_by, restore, run_holds, status
+from orchestrator.autoupdates.holds import HoldReport, RunHolds
 from orchestrator.autoupdates.pause import PauseMarker, PauseResult, RestoreResult
 from orchestrator.autoupdates.plans import plan
 from orchestrator.autoupdates.policy import AutoUpdatePolicy, resolve_policy
@@ -32,16 +35,20 @@ __all__ = [
     "AutoUpdateStatus",
     "Drift",
     "GuestFile",
+    "HoldReport",
     "LastRun",
     "PauseMarker",
     "PauseResult",
     "RestoreResult",
+    "RunHolds",
     "UpdaterBusy",
     "apply",
+    "hold",
     "pause",
     "paused_by",
     "plan",
     "resolve_policy",
     "restore",
+    "run_holds",
     "status",
 ]

@@ -18,6 +18,7 @@ CODES = frozenset(
         "paused",  # apply refused: a run has paused this VM's updater (restore or `doctor` first)
         "paused_by_other_run",  # restore refused: another run's marker (doctor restores dead runs')
         "apply_failed",
+        "hold_failed",  # writing a run's holds (orchestrator.autoupdates.holds) failed
         "parse",  # output we could not make sense of; the error carries a snippet
         "updater_busy",  # the updater kept running past the wait (UpdaterBusy, retryable)
     }

@@ -5,7 +5,8 @@ guest. Every verb is idempotent, so an activity may call it again after any fail
 * ``pause(channel, run_id, step_id)`` twice for the same run is one pause (the marker is kept);
 * ``restore(channel, run_id)`` twice is one restore (the second finds nothing paused);
 * ``apply(channel, change)`` writes only files whose content differs and switches only units that
-  are not already as wanted.
+  are not already as wanted;
+* ``hold(channel, policy, holds)`` writes a run's holds only where they differ (:mod:`.holds`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,17 @@ from datetime import UTC, datetime
 
 import structlog
 
+from orchestrator.autoupdates import rhel
 from orchestrator.autoupdates.change import ApplyReport, AutoUpdateChange, apply_command, parse_apply
+from orchestrator.autoupdates.holds import (
+    HoldReport,
+    RunHolds,
+    hold_command,
+    hold_files,
+    parse_hold,
+    parse_record,
+    read_record_command,
+)
 from orchestrator.autoupdates.pause import (
     PauseMarker,
     PauseResult,
@@ -26,6 +37,7 @@ from orchestrator.autoupdates.pause import (
     read_marker_command,
     restore_command,
 )
+from orchestrator.autoupdates.plans import plan
 from orchestrator.autoupdates.policy import AutoUpdatePolicy
 from orchestrator.autoupdates.status import AutoUpdateStatus, parse_status, status_command
 from orchestrator.autoupdates.units import updater_for
@@ -115,3 +127,38 @@ def paused_by(channel: GuestChannel, *, timeout: float = 30.0) -> PauseMarker | 
     """The pause marker on the guest, if a run left one (what ``doctor`` looks for)."""
     result = channel.run(read_marker_command(), timeout=timeout)
     return parse_marker(result.stdout) if result.ok else None
+
+
+def hold(
+    channel: GuestChannel,
+    policy: AutoUpdatePolicy,
+    holds: RunHolds,
+    *,
+    os_info: OsInfo | None = None,
+    timeout: float = 120.0,
+) -> HoldReport:
+    """Leave the run's held packages to patchwave (see :mod:`orchestrator.autoupdates.holds`): write
+    ``holds`` (no packages: release the previous run's). Only in ``coexist`` (``policy.holds_pins``);
+    otherwise nothing is written."""
+    if not policy.holds_pins:
+        return HoldReport()
+    os_info = os_info or detect_os(channel, timeout=timeout)
+    conf = None
+    if os_info.family == "rhel":  # automatic.conf again, with the group's pins + the run's holds
+        change = plan(os_info, policy, run_holds=holds.packages)
+        conf = next(f for f in change.files if f.path == rhel.CONF_PATH)
+    files, remove = hold_files(os_info.family, holds, conf)
+    report = parse_hold(channel.run(hold_command(files, remove), timeout=timeout), target=channel.name)
+    log.info(
+        "autoupdates_held", run_id=holds.run_id, packages=list(holds.packages),
+        changed=list(report.changed), removed=list(report.removed),
+    )  # fmt: skip
+    return report
+
+
+def run_holds(channel: GuestChannel, *, timeout: float = 30.0) -> RunHolds | None:
+    """The holds the latest run left on the guest (None: none)."""
+    result = channel.run(read_record_command(), timeout=timeout)
+    if result.exit_code is None:
+        raise GuestUnreachable(f"reading the run holds ended by signal {result.signal}", target=channel.name)
+    return parse_record(result.stdout) if result.ok else None

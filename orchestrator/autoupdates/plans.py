@@ -45,8 +45,12 @@ SUSE_REASON = (
 )
 
 
-def plan(os_info: OsInfo, policy: AutoUpdatePolicy, *, lock_timeout: float = 600) -> AutoUpdateChange:
-    """What ``apply`` must do on a guest running ``os_info`` to match ``policy``.
+def plan(
+    os_info: OsInfo, policy: AutoUpdatePolicy, *, run_holds: tuple[str, ...] = (), lock_timeout: float = 600
+) -> AutoUpdateChange:
+    """What ``apply`` must do on a guest running ``os_info`` to match ``policy``. ``run_holds``: the
+    packages the latest run held on the guest (:mod:`.holds`; the RHEL family's automatic.conf keeps
+    them; Debian's are in a file of their own that ``apply`` leaves alone).
 
     Raises :class:`AutoUpdateError` (``unsupported_os``, ``no_origins``) when it cannot be done."""
     updater = updater_for(os_info)
@@ -66,6 +70,8 @@ def plan(os_info: OsInfo, policy: AutoUpdatePolicy, *, lock_timeout: float = 600
             code="unsupported_os",
         )
     holds = held_packages(os_info, policy)
+    if os_info.family == "rhel" and policy.holds_pins:
+        holds = tuple(dict.fromkeys((*holds, *run_holds)))
     if policy.mode == "off":
         return _off(os_info, updater, policy)
     return _on(os_info, updater, policy, holds, lock_timeout)

@@ -21,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 
 from orchestrator.autoupdates.errors import AutoUpdateError
 from orchestrator.config.autoupdates import AutoUpdateSettings
+from orchestrator.config.settings import Settings
+from orchestrator.model import UpdateMode
 from orchestrator.windows import WindowSpec, upcoming
 
 #: At most this many reboot times are listed (an hourly window would otherwise list thousands).
@@ -50,9 +52,26 @@ class AutoUpdatePolicy:
         return self.mode != "unmanaged"
 
     @property
+    def holds_pins(self) -> bool:
+        """The updater is told to leave pinned packages alone: the group's pins and the holds of a
+        pinned rollout (``coexist``)."""
+        return self.mode == "coexist"
+
+    @property
     def enabled(self) -> bool:
         """The updater should run on its own (``security`` and ``coexist``)."""
         return self.mode in ("security", "coexist")
+
+
+def group_policy(settings: Settings, group: str, *, now: datetime) -> AutoUpdatePolicy:
+    """The policy of the VMs of ``group`` (a configured group's name) at ``now``: its ``[autoupdates]``
+    settings, its maintenance window, its pinned packages (``updates = "pinned"``)."""
+    found = settings.group(group)
+    pins = found.policy.pins if found.policy.updates is UpdateMode.PINNED else ()
+    window = settings.window(found.window) if found.window else None
+    return resolve_policy(
+        settings.autoupdates.for_group(group), now=now, group=group, window=window, pins=pins
+    )
 
 
 def resolve_policy(

@@ -10,7 +10,9 @@ One read-only script in ``### patchwave:`` sections:
   dnf: the automatic.conf files dnf reads, in its order (:mod:`.rhel`);
 * ``log`` — the tail of unattended-upgrades.log (its last non-dry run); dnf: the journal of the
   updater service (its result comes from systemd: ``ExecMainStatus`` and the timestamps);
-* ``marker`` — a run's pause marker; ``reboot-timer`` — patchwave's reboot timer file.
+* ``marker`` — a run's pause marker; ``reboot-timer`` — patchwave's reboot timer file;
+* ``run-holds`` — the holds the latest pinned rollout left (:mod:`.holds`): in ``coexist`` they are
+  expected in the effective configuration like the group's pins (drift when an entry is missing).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from datetime import datetime
 from orchestrator.autoupdates import debian, rhel
 from orchestrator.autoupdates.change import MARKER
 from orchestrator.autoupdates.findings import Drift, LastRun, compare
+from orchestrator.autoupdates.holds import RECORD as HOLDS_RECORD
+from orchestrator.autoupdates.holds import RunHolds, parse_record
 from orchestrator.autoupdates.pause import PauseMarker, parse_marker
 from orchestrator.autoupdates.plans import held_packages
 from orchestrator.autoupdates.policy import AutoUpdatePolicy, schedule_runs_short
@@ -56,6 +60,7 @@ class AutoUpdateStatus:
     paused: PauseMarker | None
     reboot_times: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    run_holds: RunHolds | None = None  # what the latest pinned rollout held on the guest
 
     @property
     def compliant(self) -> bool:
@@ -92,6 +97,7 @@ def status_command(os_info: OsInfo) -> str:
             ("log", log),
             ("marker", f"cat {MARKER}"),
             ("reboot-timer", f"cat /etc/systemd/system/{REBOOT_TIMER}"),
+            ("run-holds", f"cat {HOLDS_RECORD}"),
         )
     )
 
@@ -103,7 +109,10 @@ def parse_status(
     sections = {name: body for name, (body, _) in split_sections(result.stdout).items()}
     installed, version = _installed(sections.get("installed", ""), updater)
     units = parse_show(sections.get("units", ""))
+    run_holds = parse_record(sections.get("run-holds", ""))
     holds = held_packages(os_info, policy)
+    if run_holds is not None and policy.holds_pins:
+        holds = tuple(dict.fromkeys((*holds, *run_holds.packages)))
     if updater is DEBIAN:
         effective = debian.parse_apt_config(sections.get("config", ""))
         expected = debian.expectations(os_info, policy, holds) if policy.managed else ()
@@ -139,12 +148,20 @@ def parse_status(
         last_run=last_run,
         paused=paused,
         reboot_times=times,
-        notes=_notes(os_info, policy, paused),
+        notes=_notes(os_info, policy, paused, run_holds),
+        run_holds=run_holds,
     )
 
 
-def _notes(os_info: OsInfo, policy: AutoUpdatePolicy, paused: PauseMarker | None) -> tuple[str, ...]:
+def _notes(
+    os_info: OsInfo, policy: AutoUpdatePolicy, paused: PauseMarker | None, held: RunHolds | None
+) -> tuple[str, ...]:
     notes = [f"paused by run {paused.run_id} since {paused.paused_at}"] if paused else []
+    if held is not None and held.packages:
+        names = ", ".join(held.packages[:10]) + (
+            f" (+{len(held.packages) - 10})" if len(held.packages) > 10 else ""
+        )
+        notes.append(f"holds of run {held.run_id} since {held.held_at}: {names}")
     if policy.managed and os_info.family not in ("debian", "rhel"):
         notes.append(
             f"mode {policy.mode!r} is not supported on {os_info.pretty_name or os_info.id}: use unmanaged"

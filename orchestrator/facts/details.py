@@ -361,18 +361,23 @@ class BackupDetail:
 class AutoUpdatePauseDetail:
     """AUTOUPDATES_PAUSE / AUTOUPDATES_RESTORE: the guest's automatic updater paused for a run and
     restored after it — the pause state (new | kept | adopted; restored | nothing), the timers stopped
-    or started again, the timers that would not start, the run whose pause it was. Empty fields are
-    not written."""
+    or started again, the timers that would not start, the run whose pause it was; on a restore, the
+    packages the run held from the updater (``holds``: None = left as they were, () = released,
+    :mod:`orchestrator.autoupdates.holds`). Empty fields are not written."""
 
     state: str = ""
     units: tuple[str, ...] = ()
     failed: tuple[str, ...] = ()
     paused_by: str = ""
+    holds: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = {"state": self.state, "units": list(self.units), "failed": list(self.failed),
                 "paused_by": self.paused_by}  # fmt: skip
-        return {k: v for k, v in data.items() if v not in ("", [])}
+        found: dict[str, Any] = {k: v for k, v in data.items() if v not in ("", [])}
+        if self.holds is not None:
+            found["holds"] = list(self.holds)
+        return found
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:
@@ -381,6 +386,7 @@ class AutoUpdatePauseDetail:
             units=tuple(str(u) for u in data.get("units") or ()),
             failed=tuple(str(u) for u in data.get("failed") or ()),
             paused_by=str(data.get("paused_by", "")),
+            holds=tuple(str(h) for h in data["holds"]) if data.get("holds") is not None else None,
         )
 
 

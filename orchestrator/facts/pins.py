@@ -150,6 +150,14 @@ class PinStore:
         )
         return int(row["n"]), int(row["vms"])
 
+    def held_names(self, run_id: str, step_id: str) -> tuple[str, ...]:
+        """The names of the packages the run held back on one VM (its step), sorted."""
+        rows = self._facts._db().execute(
+            "SELECT DISTINCT name FROM pin_held WHERE run_id = ? AND step_id = ? ORDER BY name",
+            (run_id, step_id),
+        )
+        return tuple(r["name"] for r in rows)
+
     def held(self, run_id: str, *, offset: int = 0, limit: int = 100) -> list[HeldRecord]:
         rows = self._facts._db().execute(
             "SELECT * FROM pin_held WHERE run_id = ? ORDER BY vm_name, step_id, name LIMIT ? OFFSET ?",

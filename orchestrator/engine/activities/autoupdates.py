@@ -8,7 +8,12 @@ in the step journal (``autoupdates_pause`` / ``autoupdates_restore``: intent bef
   run is adopted (its recorded timer states are the originals); an update still running after
   ``policy.autoupdates_wait`` is :class:`~orchestrator.autoupdates.UpdaterBusy` (retryable: the
   pause stays in effect, the retry waits again);
-* a restore starts exactly the timers the marker recorded as active and removes the marker;
+* a restore first writes the run's **holds** (``coexist``; :mod:`orchestrator.autoupdates.holds`):
+  the names of the pins the VM's patch installed (a later ring's pinned promotion, a baseline's
+  approved set) and of the versions it held back, so the updater, once running again, leaves them
+  to patchwave; a patch without pins releases the previous run's holds; no patch intent (the run
+  never reached the patch) leaves them as they are. Then it starts exactly the timers the marker
+  recorded as active and removes the marker;
   nothing paused = nothing to do; another run's marker is refused (``doctor`` restores a dead run's).
   The journal is asked first: a (run, step) with no pause intent, or with a successful restore after
   its latest one, was not left paused by this run, and the guest is not contacted.
@@ -25,13 +30,17 @@ from typing import Any
 from temporalio import activity
 
 from orchestrator import autoupdates
+from orchestrator.autoupdates.holds import package_names
+from orchestrator.autoupdates.policy import group_policy
 from orchestrator.context import Context
 from orchestrator.engine.activities.heartbeat import heartbeating
 from orchestrator.engine.activities.translation import translated
 from orchestrator.engine.names import ActivityName
 from orchestrator.engine.payloads import UpdaterPause, VmTask
-from orchestrator.facts.actions import Action
-from orchestrator.facts.details import AutoUpdatePauseDetail
+from orchestrator.facts.actions import Action, Phase
+from orchestrator.facts.details import AutoUpdatePauseDetail, PatchIntent
+from orchestrator.facts.pins import PinStore
+from orchestrator.guests.channel import GuestChannel
 from orchestrator.paused_updaters import unrestored_pauses
 from providers.errors import ProviderError
 
@@ -79,6 +88,7 @@ class AutoUpdateActivities:
         )
         try:
             with heartbeating(f"restoring the automatic updater of {vm}"):
+                held = self._hold(task, channel)
                 done = autoupdates.restore(channel, run_id)
         except ProviderError as exc:
             facts.record_result(run_id, step_id, Action.AUTOUPDATES_RESTORE, ok=False, target=str(vm),
@@ -87,8 +97,26 @@ class AutoUpdateActivities:
         finally:
             channel.close()
         state = "restored" if done.restored else "nothing"
-        detail = AutoUpdatePauseDetail(state, done.started, done.failed)
+        detail = AutoUpdatePauseDetail(state, done.started, done.failed, holds=held)
         facts.record_result(
             run_id, step_id, Action.AUTOUPDATES_RESTORE, ok=True, target=str(vm), detail=detail
         )
         return UpdaterPause(state, done.started)
+
+    def _hold(self, task: VmTask, channel: GuestChannel) -> tuple[str, ...] | None:
+        """Write the run's holds on the guest before its updater runs again (None: left as they were)."""
+        run_id, step_id = task.run_id, task.step.step_id
+        policy = group_policy(self.ctx.settings, task.step.group, now=self.ctx.clock.now())
+        if not policy.holds_pins:
+            return None
+        intents = [
+            r.detail for r in self.ctx.facts.step_history(run_id, step_id, action=Action.PATCH)
+            if r.phase is Phase.INTENT and isinstance(r.detail, PatchIntent)
+        ]  # fmt: skip
+        if not intents:
+            return None  # the run never reached this VM's patch: the previous holds stay
+        pinned = tuple(intents[-1].planned) if intents[-1].pins else ()
+        names = package_names([*pinned, *PinStore(self.ctx.facts).held_names(run_id, step_id)])
+        moment = self.ctx.clock.now().isoformat(timespec="seconds")
+        autoupdates.hold(channel, policy, autoupdates.RunHolds(run_id, step_id, moment, names))
+        return names

@@ -61,7 +61,6 @@ async def test_timeout_inconsistency_and_a_lost_reboot_are_reverted_and_dpkg_is_
     async with Session(settings, opener=bridge.opener) as running:
         request = RunRequest(run_id=RUN, config_digest=settings.digest, requested_by="e2e")
         summary = await watch(await start_run(running.client, request), lambda p: None, interval_s=0.5)
-        took = time.monotonic() - started
         outcomes = {o.vm.name: o for o in summary.vms}
         assert {n: o.status for n, o in outcomes.items()} == dict.fromkeys(
             ("pw-half", "pw-noboot", "pw-slow"), StepStatus.ROLLED_BACK
@@ -75,12 +74,19 @@ async def test_timeout_inconsistency_and_a_lost_reboot_are_reverted_and_dpkg_is_
         noboot = outcomes["pw-noboot"].error
         assert noboot.startswith("rebooted at "), noboot
         assert "no new boot id within 10 s of the reboot (it still answered with the old boot id)" in noboot
-        assert took < 120, f"the run took {took:.0f}s"  # not the 15 minutes of the old reboot wait
+        print(
+            f"\n[integrity] run took {time.monotonic() - started:.0f}s"
+        )  # not asserted: no wall clock in tests
         facts = running.facts
         for name, outcome in outcomes.items():
             results = [r for r in facts.step_history(RUN, outcome.step_id) if r.phase == "result"]
             failed = {r.action for r in results if r.ok is False}
             assert failed == ({Action.REBOOT} if name == "pw-noboot" else {Action.PATCH}), (name, results)
+        # bounded by reboot_timeout, not retried: one reboot wait, one failed result
+        reboots = [
+            r for r in facts.step_history(RUN, outcomes["pw-noboot"].step_id) if r.action == Action.REBOOT
+        ]
+        assert [r.phase for r in reboots] == ["intent", "result"], reboots
     assert set(bridge.reverts) == {"pw-half", "pw-noboot", "pw-slow"}
 
     # The timed-out job was left alone: still running after the run, finishing when let go.
