@@ -138,11 +138,13 @@ def hold(
     timeout: float = 120.0,
 ) -> HoldReport:
     """Leave the run's held packages to patchwave (see :mod:`orchestrator.autoupdates.holds`): write
-    ``holds`` (no packages: release the previous run's). Only in ``coexist`` (``policy.holds_pins``);
-    otherwise nothing is written."""
+    ``holds`` (no packages: release the previous run's). Only in ``coexist`` (``policy.holds_pins``)
+    on the Debian and RHEL families; otherwise nothing is written."""
     if not policy.holds_pins:
         return HoldReport()
     os_info = os_info or detect_os(channel, timeout=timeout)
+    if os_info.family not in ("debian", "rhel"):
+        return HoldReport()  # no updater configuration patchwave manages there (SUSE: see plans.py)
     conf = None
     if os_info.family == "rhel":  # automatic.conf again, with the group's pins + the run's holds
         change = plan(os_info, policy, run_holds=holds.packages)

@@ -59,13 +59,11 @@ class HoldReport:
     removed: tuple[str, ...] = ()
 
 
-def package_names(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """Sorted unique package names; a name no package manager would accept is refused (it would end
-    up in a configuration file)."""
-    bad = [n for n in names if not _NAME.match(n)]
-    if bad:
-        raise ValueError(f"not a package name: {bad[0]!r}")
-    return tuple(sorted(set(names)))
+def package_names(names: tuple[str, ...] | list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the sorted unique package names, what is not a package name): a name no package manager
+    would accept never ends up in a configuration file."""
+    valid = {n for n in names if _NAME.match(n)}
+    return tuple(sorted(valid)), tuple(sorted(set(names) - valid))
 
 
 def record_text(holds: RunHolds) -> str:

@@ -116,7 +116,18 @@ class AutoUpdateActivities:
         if not intents:
             return None  # the run never reached this VM's patch: the previous holds stay
         pinned = tuple(intents[-1].planned) if intents[-1].pins else ()
-        names = package_names([*pinned, *PinStore(self.ctx.facts).held_names(run_id, step_id)])
+        names, odd = package_names([*pinned, *PinStore(self.ctx.facts).held_names(run_id, step_id)])
+        if odd:
+            self.ctx.log.warning(
+                "autoupdates_hold_skipped", run=run_id, vm=str(task.step.vm), names=list(odd)
+            )
         moment = self.ctx.clock.now().isoformat(timespec="seconds")
-        autoupdates.hold(channel, policy, autoupdates.RunHolds(run_id, step_id, moment, names))
+        try:
+            autoupdates.hold(channel, policy, autoupdates.RunHolds(run_id, step_id, moment, names))
+        except autoupdates.AutoUpdateError as exc:
+            if exc.retryable:
+                raise
+            # never keep the updater paused over it: restored without the holds, and said so
+            self.ctx.log.warning("autoupdates_hold_failed", run=run_id, vm=str(task.step.vm), error=str(exc))
+            return None
         return names
