@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,74 +38,24 @@ from orchestrator.model import PackageChange, StepStatus, vm_step_id
 from providers.base import VmRef
 from tests.support.loopback import unused_port
 from tests.support.paths import REPO
+from tests.support.tcg_domains import URI, disposable_domains
 from tests.support.testbed import DriverBed, GuestSpec, build
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 TIMERS = ("apt-daily.timer", "apt-daily-upgrade.timer")  # unattended-upgrades' (the fake systemctl's)
 
-URI = "qemu:///system"
 RUN = "run-resume"
-DOMAIN_XML = """<domain type='qemu'>
-  <name>{name}</name>
-  <description>patchwave resume test domain; safe to destroy</description>
-  <memory unit='MiB'>48</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>{emulator}</emulator>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/>
-      <source file='{disk}'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"""
 UPGRADED = (PackageChange("demo-app", "1.0", "1.1"), PackageChange("openssl", "3.0.11", "3.0.15"))
 #: Deadlines for waiting on the subprocesses (not assertions on durations).
 PHASE_DEADLINE_S = 240.0
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: run .ci/setup-libvirt.sh as root before the tests)", pytrace=False)
-    pytest.skip(f"{reason}; run .ci/setup-libvirt.sh as root to enable this test")
-
-
 @pytest.fixture
 def domains(tmp_path: Path) -> Iterator[dict[str, str]]:
     """name -> uuid of two running disposable TCG domains; destroyed and undefined afterwards."""
-    libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed")
-    emulator, qemu_img = shutil.which("qemu-system-x86_64"), shutil.which("qemu-img")
-    if not emulator or not qemu_img:
-        _unavailable("qemu-system-x86_64 / qemu-img are not installed")
-    try:
-        conn = libvirt.open(URI)
-    except libvirt.libvirtError as exc:
-        _unavailable(f"libvirtd does not answer on {URI}: {exc.get_error_message()}")
-    tag = uuid.uuid4().hex[:8]
-    made = []
-    try:
-        for index in (1, 2):
-            disk = tmp_path / f"disk{index}.qcow2"
-            subprocess.run([qemu_img, "create", "-q", "-f", "qcow2", str(disk), "32M"], check=True)
-            dom = conn.defineXML(
-                DOMAIN_XML.format(name=f"pw-resume-{tag}-{index}", emulator=emulator, disk=disk)
-            )
-            made.append(dom)
-            dom.create()
-        yield {dom.name(): dom.UUIDString() for dom in made}
-    finally:
-        for dom in made:
-            if dom.isActive():
-                dom.destroy()
-            dom.undefineFlags(
-                libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-            )
-        conn.close()
+    with disposable_domains(tmp_path / "disks", "pw-resume") as made:
+        yield made
 
 
 @pytest.fixture

@@ -10,6 +10,10 @@ is healthy again on the old versions.
 The witnesses are the simulator's own records (maintenance transitions, host builds, SOAP calls, the
 vCenter task list read with pyVmomi), the fake guests' logs and the fact store — not our progress notes.
 
+With ``[policy] backup = "always"`` every guest is first backed up by a full clone into the site's
+``backup_folder`` (the vSphere backup mechanism, providers/vsphere/backups.py), recorded in the fact
+store before its snapshot; a clone that fails fails its VM without touching it.
+
 Fault runs: a CreateSnapshot_Task that fails leaves its VM FAILED with nothing installed; an
 InstallHostPatchV2_Task that fails takes its host out of maintenance and halts the run before any
 guest is touched.
@@ -27,6 +31,7 @@ import pytest
 from orchestrator.config.loader import load_settings
 from orchestrator.engine.runs import start_run, watch
 from orchestrator.engine.session import Session
+from orchestrator.facts.backups import BackupStore
 from orchestrator.model import RunRequest, RunSummary, StepStatus
 from patchwave_lab.fakeguest import HEALTH_COMMAND, FakeGuest
 from providers.base import VmRef
@@ -86,7 +91,8 @@ def bed(tmp_path: Path, sim: Vcsim) -> Iterator[Bed]:
         sim.set_hook("")
 
 
-def write_config(bed: Bed) -> None:
+def write_config(bed: Bed, *, backups: bool = False) -> None:
+    """The run's config; ``backups``: hosts off, a full clone of every VM before its snapshot."""
     table = bed.sim.provider_table()
     overrides = "".join(
         f'[guests.overrides."{name}"]\nlocal_root = "{guest.root}"\n' for name, guest in bed.guests.items()
@@ -110,6 +116,7 @@ user = "{table["user"]}"
 password = {{ env = "{PASSWORD_ENV}" }}
 ca_file = "{table["ca_file"]}"
 task_timeout = "2m"
+{'backup_folder = "patchwave-backups"' if backups else ""}
 [targets]
 names = {VMS!r}
 [policy]
@@ -119,8 +126,12 @@ snapshot_ttl = "2h"
 health_deadline = "3s"
 patch_timeout = "2m"
 default_vm_duration = "1m"
+{'backup = "always"' if backups else ""}
+[backup]
+keep = 1
+timeout = "2m"
 [hosts]
-enabled = true
+enabled = {"false" if backups else "true"}
 scope = "all"
 patch = "platform"
 reboot = "if-required"
@@ -289,3 +300,41 @@ async def test_a_failed_host_install_leaves_maintenance_and_halts_before_any_gue
     assert session.facts.snapshots(run_id="run-hostfail") == []
     assert all(g.upgrades() == 0 and g.installed() == INSTALLED for g in bed.guests.values())
     assert session.facts.get_run("run-hostfail").status == "halted"
+
+
+async def test_every_vm_is_backed_up_by_a_full_clone_before_its_snapshot_and_a_failed_clone_stops_it(
+    bed: Bed,
+) -> None:
+    write_config(bed, backups=True)
+    victim = "DC0_C0_RP0_VM3"
+    bed.sim.add_fault(
+        f"method=CloneVM_Task,target={victim},fault=InsufficientResourcesFault,msg=backup datastore full"
+    )
+    settings = load_settings(bed.config, environ={PASSWORD_ENV: bed.sim.password})
+    async with Session(settings) as running:
+        summary = await patch_run(running, "run-vc-backup")
+        outcomes = {o.vm.name: o for o in summary.vms}
+        assert {n: o.status for n, o in outcomes.items()} == {
+            n: StepStatus.FAILED
+            if n == victim
+            else StepStatus.ROLLED_BACK
+            if n == BROKEN
+            else StepStatus.SUCCEEDED
+            for n in VMS
+        }, [(o.vm.name, o.error) for o in summary.vms]
+        failed = outcomes[victim]
+        assert failed.error.startswith("not patched: the backup its policy requires failed"), failed.error
+        assert "backup datastore full" in failed.error and failed.snapshot_id == ""
+        assert bed.guests[victim].upgrades() == 0 and bed.guests[victim].installed() == INSTALLED
+
+        backups = {r.vm.name: r for r in BackupStore(running.facts).backups(state="created")}
+        assert set(backups) == set(VMS) - {victim}
+        assert bed.sim.stats().get("CloneVM_Task") == len(
+            VMS
+        )  # one full clone each; the failed one not retried
+        for name, record in backups.items():
+            assert record.location.startswith("patchwave-backups/"), record
+            history = [r.action for r in running.facts.step_history("run-vc-backup", outcomes[name].step_id)]
+            assert history.index("backup_create") < history.index("snapshot") < history.index("patch")
+        # the clones are not patch targets: the site's inventory leaves the backup folder out
+        assert {v.ref.name for v in running.context.provider("vc").inventory().vms} == set(VMS)
