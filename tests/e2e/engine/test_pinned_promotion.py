@@ -11,18 +11,23 @@ from pathlib import Path
 import pytest
 
 from orchestrator import operations
+from orchestrator.autoupdates import holds
 from orchestrator.cli import render
 from orchestrator.config.loader import load_settings
 from orchestrator.engine.payloads import ApprovalRequest
 from orchestrator.engine.runs import progress, start_run
 from orchestrator.engine.session import Session
 from orchestrator.engine.workflows.patch_run import PatchRun
+from orchestrator.facts.actions import Action
+from orchestrator.facts.details import AutoUpdatePauseDetail
+from orchestrator.facts.store import FactStore
 from orchestrator.model import RunRequest, RunSummary, StepStatus
 from tests.support.loopback import unused_port
 from tests.support.testbed import DriverBed, GuestSpec, build
 
 pytestmark = pytest.mark.e2e
 
+TIMERS = ("apt-daily.timer", "apt-daily-upgrade.timer")  # unattended-upgrades' (the fake systemctl's)
 CANARY, MAIN = "pw-canary-1", "pw-web-1"
 GATED = {"canary": "approval = true", "main": ""}
 
@@ -50,7 +55,8 @@ async def _rollout(bed: DriverBed, run_id: str) -> tuple[RunSummary, operations.
 async def test_the_main_ring_gets_what_the_canary_tested_and_newer_versions_are_held_back(
     tmp_path: Path,
 ) -> None:
-    specs = (GuestSpec(CANARY, ring="canary"), GuestSpec(MAIN))
+    # both guests run unattended-upgrades (their timers): coexist mode, the run pauses it around the patch
+    specs = (GuestSpec(CANARY, ring="canary", timers=TIMERS), GuestSpec(MAIN, timers=TIMERS))
     bed = build(tmp_path / "bed", specs, port=unused_port(), rings=GATED)
     summary, promoted = await _rollout(bed, "run-pinned")
 
@@ -85,6 +91,24 @@ async def test_the_main_ring_gets_what_the_canary_tested_and_newer_versions_are_
     assert lines[2] == (
         f"  {MAIN}: demo-app 1.3 held back, installed 1.1: 1.3 is newer than the version ring 'canary' tested (1.1)"
     )
+
+    # The updater holds what the main ring was pinned to, so it does not install 1.3 the next night;
+    # the canary (no pins: it tested the newest) holds nothing.
+    held = (main.root / "etc/apt/apt.conf.d/91patchwave-run-holds").read_text()
+    assert '"^demo-app$";' in held and '"^openssl$";' in held and "run-pinned" in held
+    record = holds.parse_record((main.root / "var/lib/patchwave/autoupdates.holds").read_text())
+    assert record is not None and (record.run_id, record.packages) == ("run-pinned", ("demo-app", "openssl"))
+    assert not (bed.guests[CANARY].root / "etc/apt/apt.conf.d/91patchwave-run-holds").exists()
+    facts = FactStore(load_settings(bed.config).state.facts_path)
+    try:
+        restored = {
+            o.vm.name: [r.detail.holds for r in facts.step_history("run-pinned", o.step_id, action=Action.AUTOUPDATES_RESTORE)
+                        if r.phase == "result" and isinstance(r.detail, AutoUpdatePauseDetail)]
+            for o in summary.vms
+        }  # fmt: skip
+        assert restored == {CANARY: [()], MAIN: [("demo-app", "openssl")]}
+    finally:
+        facts.close()
 
 
 async def test_promotion_latest_lets_the_main_ring_take_the_newest(tmp_path: Path) -> None:
