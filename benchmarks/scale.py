@@ -35,7 +35,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-ACTIVITY_SLOTS = 16  # orchestrator.engine.workers.MAX_CONCURRENT_ACTIVITIES, per site worker
 CEILING_EVENTS, CEILING_PAYLOAD = 10_000, 512 * 1024
 
 
@@ -59,6 +58,7 @@ async def one(args: argparse.Namespace, n: int) -> dict:
     from orchestrator.config.loader import load_settings
     from orchestrator.engine.runs import start_run, watch
     from orchestrator.engine.session import Session
+    from orchestrator.engine.workers import activity_slots
     from orchestrator.logs import configure_logging
     from orchestrator.model import RunRequest
     from tests.simulators.scalesim import FleetShape, GuestTimes, ScaleFleet
@@ -92,7 +92,7 @@ async def one(args: argparse.Namespace, n: int) -> dict:
         loads.append(load())
         histories = await run_histories(session.client, request.run_id, sample={"VmPatch": args.sample})
         server_hwm = status_kb(server, "VmHWM")
-    slots = min(args.concurrency, ACTIVITY_SLOTS * args.sites)
+    slots = min(args.concurrency, activity_slots(settings) * args.sites)
     bound = math.ceil(n / slots) * args.upgrade_s
     return {
         "vms": n, "status": summary.status, "counts": summary.counts, "makespan_s": round(makespan, 1),

@@ -107,6 +107,9 @@ class VmTask:
     run_id: str
     step: VmStep
     snapshot_expires_at: str  # ISO UTC: the run's snapshot is kept until then after success
+    #: VmPatch assesses the VM after its outcome (False: the wave batch does it after freeing the
+    #: VM's concurrency slot — histories from before that change keep the default)
+    assess: bool = True
 
 
 @dataclass(frozen=True)

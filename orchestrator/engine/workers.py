@@ -20,6 +20,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from orchestrator.config.settings import Settings
 from orchestrator.context import Context
 from orchestrator.engine.activities import Activities
 from orchestrator.engine.payloads import CENTRAL_QUEUE, site_queue
@@ -45,8 +46,21 @@ WORKFLOWS = [
 ]
 
 
-#: Activities in flight per worker; the shared thread pool is sized for all workers.
-MAX_CONCURRENT_ACTIVITIES = 16
+#: Activities in flight per worker at least; :func:`activity_slots` raises it to what the configured
+#: concurrency can put in flight at once. The shared thread pool is sized for all workers.
+MIN_ACTIVITY_SLOTS = 16
+#: Slots on top of the VMs in flight: host steps, health batches, assessments, notifications.
+SLOT_HEADROOM = 8
+#: No more threads than this per worker, whatever the configuration says.
+MAX_ACTIVITY_SLOTS = 512
+
+
+def activity_slots(settings: Settings) -> int:
+    """Activity slots per worker, sized from the configuration's concurrency: every group's VMs may be
+    in flight at once (one activity each, ``[groups.policy] concurrency``), plus headroom — a wave of
+    concurrency 20 never waits for a slot (16 fixed slots capped it: up to 8 s per VM at 500 VMs)."""
+    in_flight = sum(g.policy.concurrency for g in settings.groups) or settings.policy.concurrency
+    return max(MIN_ACTIVITY_SLOTS, min(MAX_ACTIVITY_SLOTS, in_flight + SLOT_HEADROOM))
 
 
 @dataclass(frozen=True)
@@ -103,7 +117,7 @@ def build_workers(
     acts = Activities(ctx)
     common: dict[str, Any] = {
         "activity_executor": executor,
-        "max_concurrent_activities": MAX_CONCURRENT_ACTIVITIES,
+        "max_concurrent_activities": activity_slots(ctx.settings),
     }
     if RECOVERY_S:  # crash-injection tests: a dead worker's sticky queue is given up quickly
         common["sticky_queue_schedule_to_start_timeout"] = timedelta(seconds=RECOVERY_S)
@@ -127,7 +141,7 @@ async def workers(
     the duration of the block; shut them down after."""
     sites = list(roles.site_names(ctx.settings.sites) if sites is None else sites)
     executor = ThreadPoolExecutor(
-        max_workers=MAX_CONCURRENT_ACTIVITIES * (int(roles.central) + len(sites)),
+        max_workers=activity_slots(ctx.settings) * (int(roles.central) + len(sites)),
         thread_name_prefix="patchwave-activity",
     )
     try:

@@ -34,6 +34,7 @@ from providers.errors import (
 )
 from providers.guest_environment import GUEST_PATH
 from providers.proxmox.session import PveSession
+from providers.timing import poll_delays
 
 STDIN_LIMIT = 64 * 1024  # ``input-data`` maxLength in the schema
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -122,6 +123,7 @@ class AgentExec:
 
     def _poll(self, base: str, pid: int, *, deadline: float, timeout: float, target: str) -> dict[str, Any]:
         clock = self.session.clock
+        delays = poll_delays(self.poll_interval)
         while True:
             try:
                 status: dict[str, Any] | None = self.session.get(f"{base}/exec-status", pid=pid, retry=False)
@@ -140,7 +142,7 @@ class AgentExec:
                     target=target,
                     code="exec_timeout",
                 )
-            clock.sleep(max(0.0, min(self.poll_interval, deadline - clock.monotonic())))
+            clock.sleep(max(0.0, min(next(delays), deadline - clock.monotonic())))
 
     def _result(self, status: Mapping[str, Any], duration: float) -> ExecResult:
         stdout, out_cut = _cap(

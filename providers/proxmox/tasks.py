@@ -25,6 +25,7 @@ from providers.errors import (
     TransientProviderError,
 )
 from providers.proxmox.session import LOCKED_MESSAGE, PveSession
+from providers.timing import poll_delays
 
 #: pve-common ``PVE::UPID`` (the trailing colon is part of the format).
 UPID_PATTERN = re.compile(
@@ -95,6 +96,7 @@ class TaskWaiter:
         clock = self.session.clock
         deadline = clock.monotonic() + timeout
         last_error: ProviderError | None = None
+        delays = poll_delays(self.poll_interval)
         while True:
             try:
                 status = self.session.get(f"nodes/{upid.node}/tasks/{upid.raw}/status", retry=False)
@@ -110,7 +112,7 @@ class TaskWaiter:
                     target=target,
                     code="task_timeout",
                 )
-            clock.sleep(max(0.0, min(self.poll_interval, deadline - clock.monotonic())))
+            clock.sleep(max(0.0, min(next(delays), deadline - clock.monotonic())))
 
     def _outcome(self, upid: Upid, exitstatus: str, target: str) -> TaskOutcome:
         warnings = exit_ok(exitstatus)

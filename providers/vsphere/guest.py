@@ -23,12 +23,13 @@ from pyVmomi import vim
 
 from providers.base import ExecResult
 from providers.errors import ProviderError, ProviderTimeout
+from providers.timing import poll_delays
 from providers.vsphere.inventory import read_one
 from providers.vsphere.session import Session, tls_context
 
 log = structlog.get_logger("patchwave.providers.vsphere")
 OUTPUT_CAP = 1024 * 1024  # bytes kept per stream
-POLL_S = 1.0
+POLL_S = 1.0  # the longest pause between ListProcessesInGuest polls (they start at FIRST_POLL_S)
 
 
 class GuestOperations:
@@ -111,6 +112,7 @@ class GuestOperations:
     def _wait(self, vm: Any, auth: Any, pid: int, deadline: float, target: str) -> int | None:
         clock = self.session.clock
         processes = self.session.content.guestOperationsManager.processManager
+        delays = poll_delays(POLL_S)
         while True:
             info = self.session.call(lambda c: processes.ListProcessesInGuest(vm, auth, [pid]), target=target)
             if info and info[0].endTime is not None:
@@ -126,7 +128,7 @@ class GuestOperations:
                 raise ProviderTimeout(
                     f"guest command (pid {pid}) still running at the deadline", target=target
                 )
-            clock.sleep(POLL_S)
+            clock.sleep(next(delays))
 
     def _url(self, url: str) -> str:
         """vCenter may answer with host ``*``: it means "the host you are talking to"."""

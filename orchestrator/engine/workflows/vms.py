@@ -164,7 +164,7 @@ class VmPatch:
         if task.step.policy.update_mode is UpdateMode.CVE and proved(outcome):
             outcome = await self._prove(task, queue, outcome)
         outcome = await self._record(task, queue, outcome)
-        if outcome.status in (StepStatus.SUCCEEDED, StepStatus.ROLLED_BACK):
+        if task.assess and outcome.status in (StepStatus.SUCCEEDED, StepStatus.ROLLED_BACK):
             await self._assess(task, queue)
         return outcome
 

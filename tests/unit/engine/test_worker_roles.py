@@ -35,3 +35,26 @@ def test_a_role_that_serves_nothing_real_is_refused(
 ) -> None:
     with pytest.raises(ValueError, match=re.escape(words)):
         Roles.chosen(sites, central, SITES)
+
+
+# ------------------------------------------------------------------------------ activity slots
+def _settings(text: str):  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from orchestrator.config.loader import parse_settings_text
+
+    base = '[providers.td]\nkind = "libvirt"\nuri = "test:///default"\n'
+    return parse_settings_text(base + text, file=Path("/nonexistent/patchwave.toml"), environ={})
+
+
+def test_activity_slots_follow_the_configured_concurrency_so_a_wave_never_waits_for_a_slot() -> None:
+    from orchestrator.engine.workers import MIN_ACTIVITY_SLOTS, SLOT_HEADROOM, activity_slots
+
+    assert activity_slots(_settings("")) == MIN_ACTIVITY_SLOTS  # concurrency 2
+    assert activity_slots(_settings("[policy]\nconcurrency = 20\n")) >= 20 + SLOT_HEADROOM
+    groups = (
+        '[policy]\nconcurrency = 20\n[[groups]]\nname = "db"\nmatch = { names = ["db*"] }\n'
+        "[groups.policy]\nconcurrency = 30\n"
+    )
+    assert activity_slots(_settings(groups)) >= 20 + 30 + SLOT_HEADROOM  # both groups may be in flight
+    assert activity_slots(_settings("[policy]\nconcurrency = 1000\n")) == 512  # capped
