@@ -1,0 +1,188 @@
+"""Makespan of rollouts on our vCenter simulator vs the lower bound the concurrency limits set.
+
+Each measurement is one real ``PatchRun`` on the embedded Temporal dev server against the vcsim
+launcher (tests/simulators/vcsim) with N VMs: every VM is snapshotted in vSphere, patched through the
+``local`` channel into a fake Debian guest (patchwave_lab.fakeguest) whose apt-get takes ``--step-s``
+seconds (the simulated step), health-checked, recorded; no reboots, no host phase. The lower bound is
+ceil(N / C) x step: C VMs at a time, each taking the step, nothing else. The ratio makespan / bound is
+the orchestration's overhead per VM (round trips to Temporal, platform calls, guest commands).
+
+Configurations run interleaved (every size and concurrency once, then again, ``--repeat`` times), so
+a slow moment of the machine does not land on one configuration only; each line is one run, the last
+lines the median ratio per configuration. The load average is printed with each run.
+
+    python benchmarks/makespan.py                               # 20,100,500 VMs x C=10,20, step 5 s
+    python benchmarks/makespan.py --vms 500 --concurrency 20 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import math
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+PASSWORD_ENV = "PW_BENCH_VCSIM_PASSWORD"
+
+
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def config_text(root: Path, table: dict, guests: dict, *, concurrency: int, port: int) -> str:
+    overrides = "".join(
+        f'[guests.overrides."{name}"]\nlocal_root = "{g.root}"\n' for name, g in guests.items()
+    )
+    return f"""
+[state]
+dir = "{root / "state"}"
+[temporal]
+mode = "embedded"
+address = "127.0.0.1:{port}"
+[logging]
+format = "json"
+level = "warning"
+[providers.vc]
+kind = "vsphere"
+host = "{table["host"]}"
+port = {table["port"]}
+user = "{table["user"]}"
+password = {{ env = "{PASSWORD_ENV}" }}
+ca_file = "{table["ca_file"]}"
+task_timeout = "5m"
+[targets]
+names = {sorted(guests)!r}
+[policy]
+concurrency = {concurrency}
+failure_budget = 0
+reboot = "never"
+snapshot_ttl = "2h"
+health_deadline = "30s"
+patch_timeout = "10m"
+default_vm_duration = "1m"
+[hosts]
+enabled = false
+[guests]
+channel = "local"
+{overrides}
+[[health]]
+name = "demo-app"
+kind = "command"
+command = "{health_command()}"
+timeout = "10s"
+retries = 0
+interval = "1s"
+""".replace("'", '"')
+
+
+def health_command() -> str:
+    from patchwave_lab.fakeguest import HEALTH_COMMAND
+
+    return HEALTH_COMMAND
+
+
+async def one(n: int, concurrency: int, step_s: float, workdir: Path) -> dict:
+    from orchestrator.config.loader import load_settings
+    from orchestrator.engine.runs import start_run, watch
+    from orchestrator.engine.session import Session
+    from orchestrator.logs import configure_logging
+    from orchestrator.model import RunRequest
+    from patchwave_lab.fakeguest import FakeGuest
+    from tests.simulators.vcsim.launcher import start
+    from tests.support.loopback import unused_port
+    from tests.support.testbed import INSTALLED, UPGRADES
+
+    root = Path(tempfile.mkdtemp(prefix=f"makespan-{n}-{concurrency}-", dir=workdir))
+    sim = start("-host", "4", "-vm", str(n))
+    try:
+        names = [f"DC0_C0_RP0_VM{i}" for i in range(n)]
+        guests = {
+            name: FakeGuest.create(root / "guests" / name, installed=INSTALLED, repo=UPGRADES)
+            for name in names
+        }
+        for guest in guests.values():
+            guest.linger_after_apply(step_s)  # the simulated step: apt-get takes step_s
+        config = root / "patchwave.toml"
+        table = sim.provider_table()
+        config.write_text(config_text(root, table, guests, concurrency=concurrency, port=unused_port()))
+        settings = load_settings(config, environ={PASSWORD_ENV: sim.password})
+        configure_logging(settings.logging, secrets=settings.secrets)
+        before = load()
+        async with Session(settings) as session:
+            request = RunRequest(
+                run_id=f"run-{n}-{concurrency}", config_digest=settings.digest, requested_by="benchmark"
+            )
+            started = time.monotonic()
+            summary = await watch(await start_run(session.client, request), lambda _p: None, interval_s=1.0)
+            makespan = time.monotonic() - started
+        bound = math.ceil(n / concurrency) * step_s
+        patched_once = all(g.upgrades() == 1 for g in guests.values())
+        return {"vms": n, "concurrency": concurrency, "step_s": step_s, "status": summary.status,
+                "counts": summary.counts, "patched_once": patched_once, "makespan_s": round(makespan, 1),
+                "bound_s": round(bound, 1), "ratio": round(makespan / bound, 3), "load": [before, load()]}  # fmt: skip
+    finally:
+        sim.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--vms", default="20,100,500", help="comma-separated fleet sizes")
+    parser.add_argument("--concurrency", default="10,20", help="comma-separated wave concurrencies")
+    parser.add_argument("--step-s", type=float, default=5.0, help="simulated duration of one VM's patch")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of every configuration, interleaved")
+    parser.add_argument("--dir", default=None, help="where the beds go (default: the temp dir)")
+    parser.add_argument("--one", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    workdir = Path(args.dir) if args.dir else Path(tempfile.gettempdir())
+    if args.one:
+        n, c = (int(v) for v in args.one.split(":"))
+        print(json.dumps(asyncio.run(one(n, c, args.step_s, workdir))))
+        return
+    configs = list(
+        itertools.product(
+            (int(v) for v in args.vms.split(",")), (int(v) for v in args.concurrency.split(","))
+        )
+    )
+    print(f"makespan benchmark on vcsim: step {args.step_s} s per VM, {args.repeat} round(s), interleaved")
+    ratios: dict[tuple[int, int], list[float]] = {}
+    for _round in range(args.repeat):
+        for n, c in configs:
+            argv = [
+                sys.executable,
+                __file__,
+                "--one",
+                f"{n}:{c}",
+                "--step-s",
+                str(args.step_s),
+                "--dir",
+                str(workdir),
+            ]
+            done = subprocess.run(argv, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                print(
+                    f"{n:>4} VMs C={c:<3} failed (exit {done.returncode})\n{done.stderr[-3000:]}", flush=True
+                )
+                continue
+            r = json.loads(done.stdout.strip().splitlines()[-1])
+            ratios.setdefault((n, c), []).append(r["ratio"])
+            print(f"{n:>4} VMs C={c:<3} {r['status']:<9} makespan {r['makespan_s']:>7.1f} s  bound {r['bound_s']:>6.1f} s"
+                  f"  ratio {r['ratio']:.2f}x  patched once: {r['patched_once']}  load {' -> '.join(r['load'])}",
+                  flush=True)  # fmt: skip
+    print("median ratio to the bound:")
+    for (n, c), found in ratios.items():
+        print(f"  {n:>4} VMs C={c:<3} {statistics.median(found):.2f}x  ({len(found)} run(s))")
+
+
+if __name__ == "__main__":
+    main()
