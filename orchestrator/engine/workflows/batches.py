@@ -136,7 +136,7 @@ class WaveBatch:
                 est_s=step.est_duration_s,
             )  # fmt: skip
             after_slot = workflow.patched(ASSESS_AFTER_SLOT)
-            outcome = await self._patch_vm(step, assess=not after_slot)
+            outcome = await self._patch_vm(step, assess_in_child=not after_slot)
             del self._running[step.step_id]
             self._record(step, outcome)
             if outcome.status is StepStatus.ROLLED_BACK:
@@ -147,10 +147,10 @@ class WaveBatch:
         if after_slot and outcome.status in (StepStatus.SUCCEEDED, StepStatus.ROLLED_BACK):
             await assess(VmTask(self._wave_task.run_id, step, ""), site_queue(step.vm.site))
 
-    async def _patch_vm(self, step: VmStep, *, assess: bool) -> VmOutcome:
+    async def _patch_vm(self, step: VmStep, *, assess_in_child: bool) -> VmOutcome:
         task = self._wave_task
         expires = workflow.now() + timedelta(seconds=step.policy.snapshot_ttl_s)
-        vm_task = VmTask(task.run_id, step, expires.isoformat(timespec="seconds"), assess=assess)
+        vm_task = VmTask(task.run_id, step, expires.isoformat(timespec="seconds"), assess=assess_in_child)
         try:
             return await workflow.execute_child_workflow(
                 VmPatch.run,
