@@ -10,7 +10,8 @@ is healthy again on the old versions.
 The witnesses are the simulator's own records (maintenance transitions, host builds, SOAP calls, the
 vCenter task list read with pyVmomi), the fake guests' logs and the fact store — not our progress notes.
 
-With ``[policy] backup = "always"`` every guest is first backed up by a full clone into the site's
+With ``[policy] backup = "always"`` (and the guests' unattended-upgrades in ``coexist`` mode: paused
+before the backup, restored after health) every guest is first backed up by a full clone into the site's
 ``backup_folder`` (the vSphere backup mechanism, providers/vsphere/backups.py), recorded in the fact
 store before its snapshot; a clone that fails fails its VM without touching it.
 
@@ -47,6 +48,7 @@ DEPOT = "https://depot.example/VMware-ESXi-7.0U3-sim-depot.zip"
 PASSWORD_ENV = "PW_TEST_VCSIM_PASSWORD"
 HOSTS = [f"DC0_C0_H{i}" for i in range(4)]
 VMS = [f"DC0_C0_RP0_VM{i}" for i in range(4)]
+TIMERS = ("apt-daily.timer", "apt-daily-upgrade.timer")
 BROKEN = "DC0_C0_RP0_VM2"  # its demo-app 1.1 fails the health check: rolled back
 
 
@@ -79,6 +81,7 @@ def bed(tmp_path: Path, sim: Vcsim) -> Iterator[Bed]:
             installed=INSTALLED,
             repo=UPGRADES,
             broken={"demo-app": UPGRADES["demo-app"]} if name == BROKEN else {},
+            timers=TIMERS,  # unattended-upgrades' timers (the fake systemctl's): paused in coexist mode
         )
         for name in VMS
     }
@@ -130,6 +133,8 @@ default_vm_duration = "1m"
 [backup]
 keep = 1
 timeout = "2m"
+[autoupdates]
+mode = "{"coexist" if backups else "unmanaged"}"
 [hosts]
 enabled = {"false" if backups else "true"}
 scope = "all"
@@ -335,6 +340,13 @@ async def test_every_vm_is_backed_up_by_a_full_clone_before_its_snapshot_and_a_f
         for name, record in backups.items():
             assert record.location.startswith("patchwave-backups/"), record
             history = [r.action for r in running.facts.step_history("run-vc-backup", outcomes[name].step_id)]
-            assert history.index("backup_create") < history.index("snapshot") < history.index("patch")
+            assert (
+                history.index("autoupdates_pause") < history.index("backup_create") < history.index("snapshot")
+                < history.index("patch") < history.index("autoupdates_restore")
+            ), history  # fmt: skip
+        # every updater is running again, the failed VM's too (paused before its backup failed)
+        for name, guest in bed.guests.items():
+            assert guest.units() == dict.fromkeys(TIMERS, "enabled active"), name
+            assert not (guest.root / "var/lib/patchwave/autoupdates.paused").exists(), name
         # the clones are not patch targets: the site's inventory leaves the backup folder out
         assert {v.ref.name for v in running.context.provider("vc").inventory().vms} == set(VMS)
