@@ -31,6 +31,7 @@ def lab_scope(nodeid: str) -> str:
     return "lab" if path.startswith(LAB_PATHS) else path
 
 
+@pytest.hookimpl(optionalhook=True)  # only with pytest-xdist (the test extra installs it)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     from xdist.scheduler import LoadScopeScheduling
 
