@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 
@@ -31,39 +29,12 @@ from providers.errors import GuestAgentUnavailable, OperationRefused, ProviderTi
 from providers.libvirt import provider as adapter
 from providers.timing import utc_now_iso
 from tests.contract.suite import ProviderContract
+from tests.support.tcg_domains import URI, disposable_domains, unavailable
 
 pytestmark = pytest.mark.e2e
 
-URI = "qemu:///system"
 SITE = "qemu"
 AGENT_DOMAIN_ENV = "PW_LIBVIRT_AGENT_DOMAIN"
-
-DOMAIN_XML = """<domain type='qemu'>
-  <name>{name}</name>
-  <description>patchwave provider contract test domain; safe to destroy</description>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
-  <features><acpi/></features>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>{emulator}</emulator>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/>
-      <source file='{disk}'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"""
-
-
-def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: run .ci/setup-libvirt.sh as root before the tests)", pytrace=False)
-    pytest.skip(f"{reason}; run .ci/setup-libvirt.sh as root to enable these tests")
 
 
 @pytest.fixture(scope="session")
@@ -71,11 +42,11 @@ def libvirt_module() -> object:
     try:
         import libvirt
     except ImportError:
-        _unavailable("libvirt-python is not installed (pip install 'patchwave[libvirt]')")
+        unavailable("libvirt-python is not installed (pip install 'patchwave[libvirt]')")
     try:
         conn = libvirt.open(URI)
     except libvirt.libvirtError as exc:
-        _unavailable(f"libvirtd does not answer on {URI}: {exc.get_error_message()}")
+        unavailable(f"libvirtd does not answer on {URI}: {exc.get_error_message()}")
     conn.close()
     return libvirt
 
@@ -85,28 +56,14 @@ def qemu_domain(
     libvirt_module: object, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, str]]:
     """(uuid, name) of a running disposable TCG domain; destroyed and undefined at the end."""
-    libvirt = libvirt_module
-    emulator = shutil.which("qemu-system-x86_64")
-    qemu_img = shutil.which("qemu-img")
-    if not emulator or not qemu_img:
-        _unavailable("qemu-system-x86_64 / qemu-img are not installed")
     folder = tmp_path_factory.mktemp("libvirt-contract")
-    disk = folder / "disk.qcow2"
-    subprocess.run([qemu_img, "create", "-q", "-f", "qcow2", str(disk), "64M"], check=True)
-    name = f"pw-contract-{uuid.uuid4().hex[:10]}"
-    conn = libvirt.open(URI)  # type: ignore[attr-defined]
-    dom = conn.defineXML(DOMAIN_XML.format(name=name, emulator=emulator, disk=disk))
     try:
-        dom.create()
-        yield dom.UUIDString(), name
+        with disposable_domains(
+            folder, "pw-contract", count=1, disk_size="64M", memory_mib=64, acpi=True, agent_channel=True
+        ) as made:
+            [(name, uid)] = made.items()
+            yield uid, name
     finally:
-        if dom.isActive():
-            dom.destroy()
-        dom.undefineFlags(
-            libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA  # type: ignore[attr-defined]
-            | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE  # type: ignore[attr-defined]
-        )
-        conn.close()
         shutil.rmtree(folder, ignore_errors=True)
 
 

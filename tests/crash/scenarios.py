@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from orchestrator.model import vm_step_id
 from patchwave_lab.fakeguest import HEALTH_COMMAND, FakeGuest
 from providers.base import SnapshotInfo, VmRef
+from tests.support.tcg_domains import domain_xml
 from tests.support.testbed import INSTALLED, UPGRADES
 
 PASSWORD_ENV = "PW_CRASH_PASSWORD"
@@ -50,25 +51,6 @@ PVE_PACKAGES = {
 PVE_OLD_KERNEL, PVE_NEW_KERNEL = "6.14.8-2-pve", "6.14.11-1-pve"
 #: The simulator's events a Proxmox host report reads.
 PVE_HOST_EVENTS = ("maintenance_enabled", "maintenance_disabled", "apt_upgrade", "node_reboot", "node_online")
-
-TCG_DOMAIN = """<domain type='qemu'>
-  <name>{name}</name>
-  <description>patchwave crash-injection domain; safe to destroy</description>
-  <memory unit='MiB'>32</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>{emulator}</emulator>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/>
-      <source file='{disk}'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"""
 
 
 class Unavailable(RuntimeError):
@@ -202,7 +184,7 @@ class LibvirtScenario:
             for index in range(1, count + 1):
                 disk = workdir / f"crash-{tag}-{index}.qcow2"
                 subprocess.run([qemu_img, "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True)
-                xml = TCG_DOMAIN.format(name=f"pw-crash-{tag}-{index}", emulator=emulator, disk=disk)
+                xml = domain_xml(f"pw-crash-{tag}-{index}", emulator, disk, memory_mib=32)
                 dom = self._conn.defineXML(xml)
                 self._domains.append(dom)
                 dom.create()

@@ -15,16 +15,17 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
 URI = "qemu:///system"
-DOMAIN_XML = """<domain type='qemu'>
+_DOMAIN_XML = """<domain type='qemu'>
   <name>{name}</name>
   <description>patchwave test domain; safe to destroy</description>
-  <memory unit='MiB'>48</memory>
+  <memory unit='MiB'>{memory_mib}</memory>
   <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>{features}
   <on_crash>destroy</on_crash>
   <devices>
     <emulator>{emulator}</emulator>
@@ -32,22 +33,44 @@ DOMAIN_XML = """<domain type='qemu'>
       <driver name='qemu' type='qcow2'/>
       <source file='{disk}'/>
       <target dev='vda' bus='virtio'/>
-    </disk>
+    </disk>{channel}
     <memballoon model='none'/>
   </devices>
 </domain>
 """
 
 
-def unavailable(reason: str) -> None:
+def domain_xml(
+    name: str,
+    emulator: str,
+    disk: Path | str,
+    *,
+    memory_mib: int = 48,
+    acpi: bool = False,
+    agent_channel: bool = False,
+) -> str:
+    """A TCG domain booting ``disk`` (``acpi``: the ACPI feature; ``agent_channel``: the
+    qemu-guest-agent virtio channel)."""
+    return _DOMAIN_XML.format(
+        name=name, emulator=emulator, disk=disk, memory_mib=memory_mib,
+        features="\n  <features><acpi/></features>" if acpi else "",
+        channel="\n    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
+        if agent_channel else "",
+    )  # fmt: skip
+
+
+def unavailable(reason: str) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason} (CI=true: run .ci/setup-libvirt.sh as root before the tests)", pytrace=False)
     pytest.skip(f"{reason}; run .ci/setup-libvirt.sh as root to enable this test")
 
 
 @contextmanager
-def disposable_domains(workdir: Path, prefix: str, count: int = 2) -> Iterator[dict[str, str]]:
-    """name -> uuid of ``count`` running TCG domains named ``<prefix>-<tag>-<n>``."""
+def disposable_domains(
+    workdir: Path, prefix: str, count: int = 2, *, disk_size: str = "32M", **xml: Any
+) -> Iterator[dict[str, str]]:
+    """name -> uuid of ``count`` running TCG domains named ``<prefix>-<tag>-<n>`` (``xml``: the
+    keywords of :func:`domain_xml`), each on an empty qcow2 of ``disk_size``."""
     libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed")
     emulator, qemu_img = shutil.which("qemu-system-x86_64"), shutil.which("qemu-img")
     if not emulator or not qemu_img:
@@ -62,10 +85,8 @@ def disposable_domains(workdir: Path, prefix: str, count: int = 2) -> Iterator[d
     try:
         for index in range(1, count + 1):
             disk = workdir / f"disk{index}.qcow2"
-            subprocess.run([qemu_img, "create", "-q", "-f", "qcow2", str(disk), "32M"], check=True)
-            dom = conn.defineXML(
-                DOMAIN_XML.format(name=f"{prefix}-{tag}-{index}", emulator=emulator, disk=disk)
-            )
+            subprocess.run([qemu_img, "create", "-q", "-f", "qcow2", str(disk), disk_size], check=True)
+            dom = conn.defineXML(domain_xml(f"{prefix}-{tag}-{index}", emulator, disk, **xml))
             made.append(dom)
             dom.create()
         yield {dom.name(): dom.UUIDString() for dom in made}
