@@ -13,6 +13,7 @@ lines the median ratio per configuration. The load average is printed with each 
 
     python benchmarks/makespan.py                               # 20,100,500 VMs x C=10,20, step 5 s
     python benchmarks/makespan.py --vms 500 --concurrency 20 --repeat 3
+    python benchmarks/makespan.py --vms 100 --concurrency 20 --breakdown   # where the time goes
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import asyncio
 import itertools
 import json
 import math
+import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -29,6 +32,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -85,13 +92,48 @@ interval = "1s"
 """.replace("'", '"')
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far (user + system) of: this process (the worker, its workflows and activities),
+    its reaped children (the guests' commands), the Temporal dev server and the vCenter simulator."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    found = {"worker": own.ru_utime + own.ru_stime, "guest commands": children.ru_utime + children.ru_stime,
+             "temporal server": 0.0, "vcsim": 0.0}  # fmt: skip
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        comm, fields = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        name = {"temporal": "temporal server", "vcsim": "vcsim"}.get(comm)
+        if name:
+            found[name] += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return found
+
+
+async def breakdown(client: Client, run_id: str, n: int, cpu: dict[str, float]) -> dict:
+    """Where the time went: CPU seconds per VM by process, and per VM the mean seconds each activity
+    took from scheduled to completed and the mean span of a ``VmPatch`` (Temporal's own histories)."""
+    from tests.support.histories import run_histories
+
+    found = await run_histories(client, run_id)
+    per_activity = {
+        name: round(found.activity_s[name] / count, 3) for name, count in found.activities.items()
+    }
+    spans = found.types["VmPatch"].spans_s if "VmPatch" in found.types else []
+    return {"cpu_s_per_vm": {k: round(v / n, 3) for k, v in cpu.items()},
+            "activity_s_mean": dict(sorted(per_activity.items())), "activities_per_vm":
+            round(sum(found.activities.values()) / n, 1),
+            "vm_patch_span_s_mean": round(statistics.mean(spans), 2) if spans else None}  # fmt: skip
+
+
 def health_command() -> str:
     from patchwave_lab.fakeguest import HEALTH_COMMAND
 
     return HEALTH_COMMAND
 
 
-async def one(n: int, concurrency: int, step_s: float, workdir: Path) -> dict:
+async def one(n: int, concurrency: int, step_s: float, workdir: Path, *, explain: bool = False) -> dict:
     from orchestrator.config.loader import load_settings
     from orchestrator.engine.runs import start_run, watch
     from orchestrator.engine.session import Session
@@ -122,14 +164,18 @@ async def one(n: int, concurrency: int, step_s: float, workdir: Path) -> dict:
             request = RunRequest(
                 run_id=f"run-{n}-{concurrency}", config_digest=settings.digest, requested_by="benchmark"
             )
+            cpu_before = cpu_seconds()
             started = time.monotonic()
             summary = await watch(await start_run(session.client, request), lambda _p: None, interval_s=1.0)
             makespan = time.monotonic() - started
+            cpu = {k: v - cpu_before[k] for k, v in cpu_seconds().items()}
+            explained = await breakdown(session.client, request.run_id, n, cpu) if explain else None
         bound = math.ceil(n / concurrency) * step_s
         patched_once = all(g.upgrades() == 1 for g in guests.values())
         return {"vms": n, "concurrency": concurrency, "step_s": step_s, "status": summary.status,
                 "counts": summary.counts, "patched_once": patched_once, "makespan_s": round(makespan, 1),
-                "bound_s": round(bound, 1), "ratio": round(makespan / bound, 3), "load": [before, load()]}  # fmt: skip
+                "bound_s": round(bound, 1), "ratio": round(makespan / bound, 3), "load": [before, load()],
+                "breakdown": explained}  # fmt: skip
     finally:
         sim.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -142,12 +188,14 @@ def main() -> None:
     parser.add_argument("--step-s", type=float, default=5.0, help="simulated duration of one VM's patch")
     parser.add_argument("--repeat", type=int, default=1, help="rounds of every configuration, interleaved")
     parser.add_argument("--dir", default=None, help="where the beds go (default: the temp dir)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also print CPU per VM by process and each activity's mean duration")  # fmt: skip
     parser.add_argument("--one", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     workdir = Path(args.dir) if args.dir else Path(tempfile.gettempdir())
     if args.one:
         n, c = (int(v) for v in args.one.split(":"))
-        print(json.dumps(asyncio.run(one(n, c, args.step_s, workdir))))
+        print(json.dumps(asyncio.run(one(n, c, args.step_s, workdir, explain=args.breakdown))))
         return
     configs = list(
         itertools.product(
@@ -167,6 +215,7 @@ def main() -> None:
                 str(args.step_s),
                 "--dir",
                 str(workdir),
+                *(["--breakdown"] if args.breakdown else []),
             ]
             done = subprocess.run(argv, capture_output=True, text=True, check=False)
             if done.returncode != 0:
@@ -179,6 +228,8 @@ def main() -> None:
             print(f"{n:>4} VMs C={c:<3} {r['status']:<9} makespan {r['makespan_s']:>7.1f} s  bound {r['bound_s']:>6.1f} s"
                   f"  ratio {r['ratio']:.2f}x  patched once: {r['patched_once']}  load {' -> '.join(r['load'])}",
                   flush=True)  # fmt: skip
+            if r["breakdown"]:
+                print(f"    {json.dumps(r['breakdown'])}", flush=True)
     print("median ratio to the bound:")
     for (n, c), found in ratios.items():
         print(f"  {n:>4} VMs C={c:<3} {statistics.median(found):.2f}x  ({len(found)} run(s))")

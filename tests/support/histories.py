@@ -8,6 +8,7 @@ details), measured as the server stores it (``ByteSize``: data + metadata).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -45,13 +46,28 @@ class TypeStats:
     total_events: int = 0
     max_payload: int = 0
     largest: str = ""  # "workflow id: event type" of the largest payload
+    activities: Counter[str] = field(default_factory=Counter)  # activity type -> times scheduled
+    activity_s: Counter[str] = field(default_factory=Counter)  # activity type -> seconds, schedule to close
+    spans_s: list[float] = field(default_factory=list)  # each execution's first to last event
 
     def add(self, workflow_id: str, history: WorkflowHistory) -> None:
         self.executions += 1
         self.read += 1
         self.max_events = max(self.max_events, len(history.events))
+        if history.events:
+            first, last = history.events[0].event_time, history.events[-1].event_time
+            self.spans_s.append(last.ToDatetime().timestamp() - first.ToDatetime().timestamp())
         self.total_events += len(history.events)
+        scheduled: dict[int, tuple[str, float]] = {}
         for event in history.events:
+            at = event.event_time.ToDatetime().timestamp()
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                name = event.activity_task_scheduled_event_attributes.activity_type.name
+                self.activities[name] += 1
+                scheduled[event.event_id] = (name, at)
+            elif event.HasField("activity_task_completed_event_attributes"):
+                name, since = scheduled[event.activity_task_completed_event_attributes.scheduled_event_id]
+                self.activity_s[name] += at - since
             size = max(payload_sizes(event), default=0)
             if size > self.max_payload:
                 self.max_payload = size
@@ -61,6 +77,16 @@ class TypeStats:
 @dataclass
 class RunHistories:
     types: dict[str, TypeStats] = field(default_factory=dict)
+
+    @property
+    def activities(self) -> Counter[str]:
+        """Activity type -> times scheduled, over every execution read."""
+        return sum((t.activities for t in self.types.values()), Counter())
+
+    @property
+    def activity_s(self) -> Counter[str]:
+        """Activity type -> seconds from scheduled to completed, summed over every execution read."""
+        return sum((t.activity_s for t in self.types.values()), Counter())
 
     @property
     def max_events(self) -> int:

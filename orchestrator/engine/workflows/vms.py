@@ -156,7 +156,7 @@ class VmPatch:
             if self._known.snapshot_id:
                 reverted = await shielded(self._reverting(task, queue, "run cancelled while patching"))
                 await shielded(self._restore_updater(task, queue))
-                await shielded(self._record(task, queue, reverted))
+                await shielded(self._record(task, queue, reverted, assessed_later=False))
             else:
                 await shielded(self._restore_updater(task, queue))
             raise
@@ -198,11 +198,18 @@ class VmPatch:
     def _learn(self, **changes: object) -> None:
         self._outcome = replace(self._known, **changes)  # type: ignore[arg-type]  # changes: VmOutcome fields by name
 
-    async def _record(self, task: VmTask, queue: str, outcome: VmOutcome) -> VmOutcome:
+    async def _record(
+        self, task: VmTask, queue: str, outcome: VmOutcome, *, assessed_later: bool = True
+    ) -> VmOutcome:
+        """Record the outcome; a touched VM (a snapshot taken) is assessed here unless the caller
+        assesses it next (``assessed_later``: a SUCCEEDED or ROLLED_BACK VM is assessed by ``run`` or,
+        after its concurrency slot is freed, by ``WaveBatch``) — once per VM, not twice."""
         outcome = replace(outcome, finished_at=workflow.now().isoformat(timespec="seconds"))
         await call(ActivityName.VM_RECORD_OUTCOME, VmOutcomeRecord(task.run_id, outcome), queue=queue)
         if outcome.snapshot_id and workflow.patched(ROLLBACK_ASSESSMENT):  # reverted (healthy or not)
-            await assess(task, queue)
+            later = assessed_later and outcome.status in (StepStatus.SUCCEEDED, StepStatus.ROLLED_BACK)
+            if not (later and workflow.patched(ASSESS_ONCE)):
+                await assess(task, queue)
         return outcome
 
     async def _attempt(self, task: VmTask, queue: str) -> VmOutcome:
@@ -337,6 +344,11 @@ SAFEGUARDS = "safeguards-backup-autoupdates"
 
 #: Workflow patch id: VmRollback assesses the reverted guest (histories from before replay without it).
 ROLLBACK_ASSESSMENT = "rollback-assessment"
+
+#: Workflow patch id: a patched or rolled-back VM is assessed once, after its outcome is recorded (before
+#: it, ``_record`` assessed every VM with a snapshot and the caller assessed it again, inside the wave's
+#: concurrency slot). Histories without the marker replay the old way.
+ASSESS_ONCE = "assess-once"
 
 
 @workflow.defn(name="VmRollback")

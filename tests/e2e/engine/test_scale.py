@@ -93,3 +93,8 @@ async def test_a_thousand_vms_stay_under_the_ceilings(bed: ScaleBed, session: Se
     assert types["WaveBatch"].max_payload < 200 * 1024, types["WaveBatch"].largest
     assert types["WaveBatch"].max_events < 200 * 10
     assert types["VmPatch"].max_payload < 8 * 1024 and types["VmPatch"].max_events < 100
+    # Each VM's guest is assessed once after its outcome (the rolled-back one too), not again inside
+    # its concurrency slot; each VM's outcome is looked up and recorded once.
+    scheduled = found.activities
+    assert scheduled["vm_assess"] == VMS, scheduled
+    assert scheduled["vm_recorded_outcome"] == scheduled["vm_record_outcome"] == VMS, scheduled
