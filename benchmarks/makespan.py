@@ -47,9 +47,9 @@ def load() -> str:
 
 
 def config_text(root: Path, table: dict, guests: dict, *, concurrency: int, port: int) -> str:
-    overrides = "".join(
-        f'[guests.overrides."{name}"]\nlocal_root = "{g.root}"\n' for name, g in guests.items()
-    )
+    from tests.support.testbed import fake_guest_tables
+
+    tail = fake_guest_tables({name: g.root for name, g in guests.items()}, health_timeout="10s")
     return f"""
 [state]
 dir = "{root / "state"}"
@@ -79,17 +79,7 @@ patch_timeout = "10m"
 default_vm_duration = "1m"
 [hosts]
 enabled = false
-[guests]
-channel = "local"
-{overrides}
-[[health]]
-name = "demo-app"
-kind = "command"
-command = "{health_command()}"
-timeout = "10s"
-retries = 0
-interval = "1s"
-""".replace("'", '"')
+{tail}""".replace("'", '"')
 
 
 def cpu_seconds() -> dict[str, float]:
@@ -125,12 +115,6 @@ async def breakdown(client: Client, run_id: str, n: int, cpu: dict[str, float]) 
             "activity_s_mean": dict(sorted(per_activity.items())), "activities_per_vm":
             round(sum(found.activities.values()) / n, 1),
             "vm_patch_span_s_mean": round(statistics.mean(spans), 2) if spans else None}  # fmt: skip
-
-
-def health_command() -> str:
-    from patchwave_lab.fakeguest import HEALTH_COMMAND
-
-    return HEALTH_COMMAND
 
 
 async def one(n: int, concurrency: int, step_s: float, workdir: Path, *, explain: bool = False) -> dict:

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from patchwave_lab.fakeguest import HEALTH_COMMAND, FakeGuest
+from patchwave_lab.fakeguest import FakeGuest
 from tests.support.loopback import unused_port
-from tests.support.testbed import INSTALLED, UPGRADES
+from tests.support.testbed import INSTALLED, UPGRADES, fake_guest_tables
 
 
 @dataclass
@@ -62,9 +62,7 @@ def build_platform_bed(
             broken={"demo-app": UPGRADES["demo-app"]} if name in broken else {},
             **kw,
         )
-    overrides = "".join(
-        f'[guests.overrides."{name}"]\nlocal_root = "{guest.root}"\n' for name, guest in bed.guests.items()
-    )
+    guest_tables = fake_guest_tables({name: guest.root for name, guest in bed.guests.items()})
     names = ", ".join(f'"{n}"' for n in vms)
     match = "" if checked is None else "match = { names = [" + ", ".join(f'"{n}"' for n in checked) + "] }"
     bed.config.write_text(f"""
@@ -99,17 +97,7 @@ default_vm_duration = "1m"
 enabled = false
 patch = "none"
 
-[guests]
-channel = "local"
-{overrides}
-[[health]]
-name = "demo-app"
-kind = "command"
-command = "{HEALTH_COMMAND}"
-timeout = "5s"
-retries = 0
-interval = "1s"
-{match}
+{guest_tables}{match}
 {extra}
 """)
     return bed

@@ -117,6 +117,26 @@ def build(
     return bed
 
 
+def fake_guest_tables(roots: Mapping[str, Path], *, health_timeout: str = "5s") -> str:
+    """The configuration's tail for fake guests: the ``local`` channel into each guest's root
+    (``roots``: the VM's name, as ``[guests.overrides]`` keys it, -> its root) and the demo-app health
+    check, the same for every bed that runs fake guests."""
+    overrides = "".join(
+        f'[guests.overrides."{name}"]\nlocal_root = "{root}"\n' for name, root in roots.items()
+    )
+    return f"""[guests]
+channel = "local"
+{overrides}
+[[health]]
+name = "demo-app"
+kind = "command"
+command = "{HEALTH_COMMAND}"
+timeout = "{health_timeout}"
+retries = 0
+interval = "1s"
+"""
+
+
 def config_text(
     bed: DriverBed,
     specs: Sequence[GuestSpec],
@@ -134,9 +154,6 @@ def config_text(
         if names
     )
     ring_tables = "".join(f"[rings.{ring}]\n{extra}\n" for ring, extra in rings.items())
-    overrides = "".join(
-        f'[guests.overrides."{s.name}"]\nlocal_root = "{bed.guests[s.name].root}"\n' for s in specs
-    )
     order = ", ".join(f'"{r}"' for r in rings)
     return f"""
 [state]
@@ -171,14 +188,4 @@ patch_timeout = "2m"
 enabled = false
 patch = "none"
 
-[guests]
-channel = "local"
-{overrides}
-[[health]]
-name = "demo-app"
-kind = "command"
-command = "{HEALTH_COMMAND}"
-timeout = "5s"
-retries = 0
-interval = "1s"
-""".replace("'", '"')
+{fake_guest_tables({s.name: bed.guests[s.name].root for s in specs})}""".replace("'", '"')

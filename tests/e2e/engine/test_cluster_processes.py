@@ -39,14 +39,14 @@ from orchestrator.engine.server import DevServer, DevServerSpec
 from orchestrator.engine.session import Session
 from orchestrator.facts.actions import Action
 from orchestrator.model import RunRequest, StepStatus
-from patchwave_lab.fakeguest import HEALTH_COMMAND, FakeGuest
+from patchwave_lab.fakeguest import FakeGuest
 from tests.simulators.pvesim import ROOT_PASSWORD, SimConfig, Simulator
 from tests.simulators.pvesim.harness import FAST
 from tests.support.loopback import unused_port
 from tests.support.paths import REPO
 from tests.support.postgres import fresh_schema, server_or_skip
 from tests.support.snapshot_disks import SnapshotDisks
-from tests.support.testbed import INSTALLED, UPGRADES
+from tests.support.testbed import INSTALLED, UPGRADES, fake_guest_tables
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -131,10 +131,7 @@ def config_text(cluster: Cluster, *, address: str, facts_url: str, password_file
         f'password = {{ env = "{PASSWORD_ENV}" }}\nca_file = "{sim.ca_file}"\n{fast}\n'
         for site, sim in cluster.sims.items()
     )
-    overrides = "".join(
-        f'[guests.overrides."{site}/{name}"]\nlocal_root = "{guest.root}"\n'
-        for (site, name), guest in cluster.guests.items()
-    )
+    guests = fake_guest_tables({f"{site}/{name}": g.root for (site, name), g in cluster.guests.items()})
     return f"""
 [state]
 dir = "{cluster.state}"
@@ -158,17 +155,7 @@ patch_timeout = "5m"
 default_vm_duration = "1m"
 [hosts]
 enabled = false
-[guests]
-channel = "local"
-{overrides}
-[[health]]
-name = "demo-app"
-kind = "command"
-command = "{HEALTH_COMMAND}"
-timeout = "5s"
-retries = 0
-interval = "1s"
-""".replace("'", '"')
+{guests}""".replace("'", '"')
 
 
 @pytest.fixture

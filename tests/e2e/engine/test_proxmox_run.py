@@ -27,12 +27,12 @@ from orchestrator.config.loader import load_settings
 from orchestrator.engine.runs import start_run, watch
 from orchestrator.engine.session import Session
 from orchestrator.model import RunRequest, RunSummary, StepStatus
-from patchwave_lab.fakeguest import HEALTH_COMMAND, FakeGuest
+from patchwave_lab.fakeguest import FakeGuest
 from tests.simulators.pvesim import ROOT_PASSWORD, SimConfig, Simulator
 from tests.simulators.pvesim.harness import FAST
 from tests.support.loopback import unused_port
 from tests.support.snapshot_disks import SnapshotDisks
-from tests.support.testbed import INSTALLED, UPGRADES
+from tests.support.testbed import INSTALLED, UPGRADES, fake_guest_tables
 
 pytestmark = pytest.mark.e2e
 
@@ -88,9 +88,7 @@ def write_config(bed: Bed) -> None:
     host_overrides = "".join(
         f'[hosts.overrides."{node}"]\nssh = {{ port = {sim.ssh_servers[node].port} }}\n' for node in NODES
     )
-    guest_overrides = "".join(
-        f'[guests.overrides."{name}"]\nlocal_root = "{guest.root}"\n' for name, guest in bed.guests.items()
-    )
+    guest_tables = fake_guest_tables({name: guest.root for name, guest in bed.guests.items()})
     bed.config.write_text(
         f"""
 [state]
@@ -130,17 +128,7 @@ evacuate = true
 default_duration = "5m"
 ssh = {{ user = "root", host = "127.0.0.1", key_file = "{key}", known_hosts = "{known}" }}
 {host_overrides}
-[guests]
-channel = "local"
-{guest_overrides}
-[[health]]
-name = "demo-app"
-kind = "command"
-command = "{HEALTH_COMMAND}"
-timeout = "5s"
-retries = 0
-interval = "1s"
-""".replace("'", '"')
+{guest_tables}""".replace("'", '"')
     )
 
 

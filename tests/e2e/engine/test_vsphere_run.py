@@ -34,12 +34,12 @@ from orchestrator.engine.runs import start_run, watch
 from orchestrator.engine.session import Session
 from orchestrator.facts.backups import BackupStore
 from orchestrator.model import RunRequest, RunSummary, StepStatus
-from patchwave_lab.fakeguest import HEALTH_COMMAND, FakeGuest
+from patchwave_lab.fakeguest import FakeGuest
 from providers.base import VmRef
 from tests.simulators.vcsim.launcher import Vcsim, start_or_skip
 from tests.support.loopback import unused_port
 from tests.support.snapshot_disks import SnapshotDisks
-from tests.support.testbed import INSTALLED, UPGRADES
+from tests.support.testbed import INSTALLED, UPGRADES, fake_guest_tables
 
 pytestmark = pytest.mark.e2e
 
@@ -97,9 +97,7 @@ def bed(tmp_path: Path, sim: Vcsim) -> Iterator[Bed]:
 def write_config(bed: Bed, *, backups: bool = False) -> None:
     """The run's config; ``backups``: hosts off, a full clone of every VM before its snapshot."""
     table = bed.sim.provider_table()
-    overrides = "".join(
-        f'[guests.overrides."{name}"]\nlocal_root = "{guest.root}"\n' for name, guest in bed.guests.items()
-    )
+    guest_tables = fake_guest_tables({name: guest.root for name, guest in bed.guests.items()})
     bed.config.write_text(
         f"""
 [state]
@@ -143,17 +141,7 @@ reboot = "if-required"
 evacuate = true
 depot_urls = ["{DEPOT}"]
 default_duration = "5m"
-[guests]
-channel = "local"
-{overrides}
-[[health]]
-name = "demo-app"
-kind = "command"
-command = "{HEALTH_COMMAND}"
-timeout = "5s"
-retries = 0
-interval = "1s"
-""".replace("'", '"')
+{guest_tables}""".replace("'", '"')
     )
 
 
