@@ -12,7 +12,7 @@ came), verify, record, assess. Printed per size:
   command included) and the Temporal server's;
 * peak RSS (VmHWM) of the worker process (the simulated fleet's own memory shown apart) and of the server;
 * per workflow type, from Temporal's own histories: executions, the longest history, the largest payload
-  (VmPatch histories: a sample of ``--sample``).
+  (the ``VmPatch`` children of a run from before ``vm-inline``: a sample of ``--sample``).
 
 Absolute times on a shared 2-core machine are noisy: the load average is printed with each run.
 

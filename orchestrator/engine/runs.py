@@ -117,13 +117,13 @@ async def progress(handle: RunHandle) -> RunProgress | None:
     client: Client = handle._client  # the handle's own client (the SDK has no public accessor)
     found = [await _batch_progress(client, batch_id) for batch_id in current.batches]
     merged = current.merged([b for b in found if b is not None])
-    # the VMs in flight (bounded by the waves' concurrency): each one's stage, from its VmPatch
+    # the VMs in flight (bounded by the waves' concurrency): each one's stage, from its batch (or VmPatch child)
     stages = await asyncio.gather(*(_vm_stage(client, merged.run_id, vm) for vm in merged.vms))
     return replace(merged, vms=tuple(stages))
 
 
 async def _vm_stage(client: Client, run_id: str, vm: VmProgress) -> VmProgress:
-    if not vm.step_id:
+    if not vm.step_id or vm.stage:  # patched inline: its batch told the stage
         return vm
     try:
         found: VmStage = await client.get_workflow_handle(child_id(run_id, vm.step_id)).query(

@@ -69,6 +69,7 @@ with workflow.unsafe.imports_passed_through():
         RunSetup,
         RunStatusUpdate,
         WavePage,
+        batch_span,
         site_queue,
     )
     from orchestrator.engine.retry import WORKFLOW_TASK_TIMEOUT
@@ -85,6 +86,9 @@ APPROVAL_TIMEOUT = timedelta(hours=24)
 #: The patch marker of the ring gate after every ring (failed / rolled-back / unhealthy VMs refuse
 #: promotion; forced rings pass). A run started before it keeps the health gate after soaks only.
 RING_GATE = "ring-gate"
+#: The patch marker of batches holding a whole number of the wave's concurrency (``batch_span``); a
+#: run started before it cuts its waves into ``batch_size`` VMs.
+BATCH_ROUNDS = "batch-rounds"
 CARRY = "carry"  # the memo key of a continued execution's RunCarry
 T = TypeVar("T")
 
@@ -300,6 +304,8 @@ class PatchRun:
                     return
             self._ring, self._ring_start = wave.ring, wave.position
         size = max(1, self._limits.batch_size)
+        if workflow.patched(BATCH_ROUNDS):
+            size = batch_span(size, wave.concurrency)
         while offset < wave.size and not self._halted:
             self._continue_as_new_if_long(wave, offset)
             task = BatchTask(

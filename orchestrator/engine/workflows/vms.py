@@ -1,4 +1,5 @@
-"""``VmPatch``: one guest's patch as a child workflow of ``PatchRun`` (keeps the parent's history small).
+"""One guest's patch (:class:`VmPatching`), run inline by its ``WaveBatch`` (``VmPatch``: the child
+workflow per VM of runs started before ``vm-inline``).
 
 baseline health -> pause the automatic updater -> full backup (policy) -> snapshot (intent recorded
 before the call) -> patch -> stale services restarted (``[policy] restart_services``, :mod:`.services`)
@@ -122,26 +123,28 @@ async def assess(task: VmTask, queue: str) -> None:
         workflow.logger.warning("assessment of %s failed: %s", task.step.vm, describe(err))
 
 
-@workflow.defn(name="VmPatch")
-class VmPatch:
-    def __init__(self) -> None:
-        self._stage = VmStage("start")
+class VmPatching:
+    """One VM's patch, run inside a workflow: inline in its ``WaveBatch`` (``vm-inline``), or as the
+    ``VmPatch`` child workflow of histories from before. Workflow-side only: the same commands either way."""
+
+    def __init__(self, *, look_up_outcome: bool = True) -> None:
+        #: read the VM's recorded outcome first (a final one is returned, not redone); an inline batch
+        #: knows it already: its slice (``wave_batch``) carries every VM's recorded status
+        self._look_up_outcome = look_up_outcome
+        self.stage = VmStage("start")
         self._outcome: VmOutcome | None = None  # what is known so far (snapshot id, changes, reboot)
         self._paused = False  # the automatic updater's pause was asked for: restore it at the end
 
-    @workflow.query(name="stage")
-    def stage(self) -> VmStage:
-        return self._stage
-
     def _enter(self, stage: str) -> None:
-        self._stage = VmStage(stage, workflow.now().isoformat(timespec="seconds"))
+        self.stage = VmStage(stage, workflow.now().isoformat(timespec="seconds"))
 
-    @workflow.run
     async def run(self, task: VmTask) -> VmOutcome:
         queue = site_queue(task.step.vm.site)
-        recorded: VmOutcome | None = await call(
-            ActivityName.VM_RECORDED_OUTCOME, task, result_type=VmOutcome | None, queue=queue
-        )
+        recorded: VmOutcome | None = None
+        if self._look_up_outcome:
+            recorded = await call(
+                ActivityName.VM_RECORDED_OUTCOME, task, result_type=VmOutcome | None, queue=queue
+            )
         if recorded is not None and recorded.status.final:  # a SKIPPED VM is attempted again
             if workflow.patched(SAFEGUARDS) and task.step.policy.pause_autoupdates:
                 self._paused = True  # a resumed run: a pause the dead attempt left is restored
@@ -349,6 +352,23 @@ ROLLBACK_ASSESSMENT = "rollback-assessment"
 #: it, ``_record`` assessed every VM with a snapshot and the caller assessed it again, inside the wave's
 #: concurrency slot). Histories without the marker replay the old way.
 ASSESS_ONCE = "assess-once"
+
+
+@workflow.defn(name="VmPatch")
+class VmPatch:
+    """One VM's patch as a child workflow of ``WaveBatch`` — how runs started before ``vm-inline``
+    patch (and replay); newer batches run :class:`VmPatching` inline."""
+
+    def __init__(self) -> None:
+        self._patching = VmPatching()
+
+    @workflow.query(name="stage")
+    def stage(self) -> VmStage:
+        return self._patching.stage
+
+    @workflow.run
+    async def run(self, task: VmTask) -> VmOutcome:
+        return await self._patching.run(task)
 
 
 @workflow.defn(name="VmRollback")

@@ -83,7 +83,7 @@ async def test_a_thousand_vms_stay_under_the_ceilings(bed: ScaleBed, session: Se
     print("\n" + found.table())
     assert found.max_events <= MAX_EVENTS and found.max_payload <= MAX_PAYLOAD
     types = found.types
-    assert types["VmPatch"].executions == VMS
+    assert "VmPatch" not in types  # each VM patched inline by its batch: no child workflow per VM
     assert types["PatchRun"].executions >= 2  # continued as new (at 60 events here; 4,000 by default)
     assert types["WaveBatch"].executions == 1 + 5  # the canary wave, then 5 batches of 200
     assert types["HostBatch"].executions == 3 and types["HealthBatch"].executions == 1
@@ -91,10 +91,11 @@ async def test_a_thousand_vms_stay_under_the_ceilings(bed: ScaleBed, session: Se
     # slice of 200 steps; a VM's are its own.
     assert types["PatchRun"].max_payload < 32 * 1024, types["PatchRun"].largest
     assert types["WaveBatch"].max_payload < 200 * 1024, types["WaveBatch"].largest
-    assert types["WaveBatch"].max_events < 200 * 10
-    assert types["VmPatch"].max_payload < 8 * 1024 and types["VmPatch"].max_events < 100
+    # A batch's history: about 27 events per VM here (7 activities); 40 per VM bounds it.
+    assert types["WaveBatch"].max_events < 200 * 40
     # Each VM's guest is assessed once after its outcome (the rolled-back one too), not again inside
-    # its concurrency slot; each VM's outcome is looked up and recorded once.
+    # its concurrency slot; each VM's outcome is recorded once, and not looked up again (its batch's
+    # slice carries it).
     scheduled = found.activities
-    assert scheduled["vm_assess"] == VMS, scheduled
-    assert scheduled["vm_recorded_outcome"] == scheduled["vm_record_outcome"] == VMS, scheduled
+    assert scheduled["vm_assess"] == scheduled["vm_record_outcome"] == VMS, scheduled
+    assert scheduled["vm_recorded_outcome"] == 0, scheduled

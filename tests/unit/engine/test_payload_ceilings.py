@@ -106,7 +106,7 @@ def test_every_payload_of_a_run_stays_small_whatever_the_fleet(recorded: FactSto
     assert (summary.vms, summary.hosts, summary.waves, summary.blocked) == (n, 400, 1, n // 50)
     [wave] = facts.plan_waves(run_id)
     steps = tuple(facts.wave_steps(run_id, 0, n - BATCH_SIZE, BATCH_SIZE))
-    assert len(steps) == BATCH_SIZE == 500
+    assert len(steps) == BATCH_SIZE == 128
     outcomes = tuple(VmOutcome(s.step_id, s.vm, StepStatus.FAILED, error="unhealthy after patching: " + "x" * 200)
                      for s in steps[:100])  # fmt: skip
     in_flight = tuple(VmProgress(s.vm.name, s.vm.site, s.ring, StepStatus.RUNNING) for s in steps[:50])
