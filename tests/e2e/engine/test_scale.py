@@ -91,7 +91,7 @@ async def test_a_thousand_vms_stay_under_the_ceilings(bed: ScaleBed, session: Se
     # slice of 200 steps; a VM's are its own.
     assert types["PatchRun"].max_payload < 32 * 1024, types["PatchRun"].largest
     assert types["WaveBatch"].max_payload < 200 * 1024, types["WaveBatch"].largest
-    # A batch's history: about 27 events per VM here (7 activities); 40 per VM bounds it.
+    # A batch's history: about 24 events per VM here (6 activities); 40 per VM bounds it.
     assert types["WaveBatch"].max_events < 200 * 40
     # Each VM's guest is assessed once after its outcome (the rolled-back one too), not again inside
     # its concurrency slot; each VM's outcome is recorded once, and not looked up again (its batch's
