@@ -103,18 +103,16 @@ def cpu_seconds() -> dict[str, float]:
 
 async def breakdown(client: Client, run_id: str, n: int, cpu: dict[str, float]) -> dict:
     """Where the time went: CPU seconds per VM by process, and per VM the mean seconds each activity
-    took from scheduled to completed and the mean span of a ``VmPatch`` (Temporal's own histories)."""
+    took from scheduled to completed (Temporal's own histories)."""
     from tests.support.histories import run_histories
 
     found = await run_histories(client, run_id)
     per_activity = {
         name: round(found.activity_s[name] / count, 3) for name, count in found.activities.items()
     }
-    spans = found.types["VmPatch"].spans_s if "VmPatch" in found.types else []
     return {"cpu_s_per_vm": {k: round(v / n, 3) for k, v in cpu.items()},
             "activity_s_mean": dict(sorted(per_activity.items())), "activities_per_vm":
-            round(sum(found.activities.values()) / n, 1),
-            "vm_patch_span_s_mean": round(statistics.mean(spans), 2) if spans else None}  # fmt: skip
+            round(sum(found.activities.values()) / n, 1)}  # fmt: skip
 
 
 async def one(n: int, concurrency: int, step_s: float, workdir: Path, *, explain: bool = False) -> dict:

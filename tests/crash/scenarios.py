@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator.model import vm_step_id
-from patchwave_lab.fakeguest import HEALTH_COMMAND, FakeGuest
+from patchwave_lab.fakeguest import FakeGuest
 from providers.base import SnapshotInfo, VmRef
 from tests.support.tcg_domains import domain_xml
-from tests.support.testbed import INSTALLED, UPGRADES
+from tests.support.testbed import INSTALLED, UPGRADES, fake_guest_tables
 
 PASSWORD_ENV = "PW_CRASH_PASSWORD"
 ESX_OLD, ESX_NEW = "21930508", "23307199"
@@ -104,9 +104,6 @@ def write_config(
     target: Target, *, port: int, provider: str, hosts: str = "", guests: Mapping[str, FakeGuest]
 ) -> None:
     names = sorted(guests)
-    overrides = "".join(
-        f'[guests.overrides."{name}"]\nlocal_root = "{guests[name].root}"\n' for name in names
-    )
     host_table = hosts or '[hosts]\nenabled = false\npatch = "none"\n'
     target.config.write_text(
         f"""
@@ -137,17 +134,7 @@ health_deadline = "5s"
 patch_timeout = "2m"
 
 {host_table}
-[guests]
-channel = "local"
-{overrides}
-[[health]]
-name = "demo-app"
-kind = "command"
-command = "{HEALTH_COMMAND}"
-timeout = "5s"
-retries = 0
-interval = "1s"
-""".replace("'", '"')
+{fake_guest_tables({name: guests[name].root for name in names})}""".replace("'", '"')
     )
 
 

@@ -24,6 +24,7 @@ from orchestrator.engine.runs import start_run, watch
 from orchestrator.engine.session import Session
 from orchestrator.model import RunRequest
 from tests.simulators.scalesim import FleetShape, ScaleFleet
+from tests.support.histories import run_executions
 from tests.support.loopback import unused_port
 from tests.support.scalebed import write_scale_bed
 
@@ -44,8 +45,7 @@ async def capture(out: Path) -> None:
             summary = await watch(await start_run(session.client, request), lambda _: None, interval_s=1.0)
             print(f"run {summary.status}: {summary.counts}")
             client = session.client
-            query = f"WorkflowId = '{RUN}' OR WorkflowId STARTS_WITH '{RUN}/'"
-            async for execution in client.list_workflows(query):
+            async for execution in run_executions(client, RUN):
                 handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
                 history = await handle.fetch_history()
                 records.append({"workflow_id": execution.id, "history": json.loads(history.to_json())})

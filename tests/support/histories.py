@@ -9,12 +9,12 @@ details), measured as the server stores it (``ByteSize``: data + metadata).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import Client, WorkflowExecution, WorkflowHistory
 
 
 def payload_sizes(message: Message) -> Iterator[int]:
@@ -48,15 +48,11 @@ class TypeStats:
     largest: str = ""  # "workflow id: event type" of the largest payload
     activities: Counter[str] = field(default_factory=Counter)  # activity type -> times scheduled
     activity_s: Counter[str] = field(default_factory=Counter)  # activity type -> seconds, schedule to close
-    spans_s: list[float] = field(default_factory=list)  # each execution's first to last event
 
     def add(self, workflow_id: str, history: WorkflowHistory) -> None:
         self.executions += 1
         self.read += 1
         self.max_events = max(self.max_events, len(history.events))
-        if history.events:
-            first, last = history.events[0].event_time, history.events[-1].event_time
-            self.spans_s.append(last.ToDatetime().timestamp() - first.ToDatetime().timestamp())
         self.total_events += len(history.events)
         scheduled: dict[int, tuple[str, float]] = {}
         for event in history.events:
@@ -107,14 +103,18 @@ class RunHistories:
         return "\n".join(rows)
 
 
+def run_executions(client: Client, run_id: str) -> AsyncIterator[WorkflowExecution]:
+    """Every execution of run ``run_id``: its workflow id is ``run_id`` or starts with ``run_id/`` (its
+    batches, and the VMs' children of an older run), through Temporal's visibility."""
+    return client.list_workflows(f"WorkflowId = '{run_id}' OR WorkflowId STARTS_WITH '{run_id}/'")
+
+
 async def run_histories(client: Client, run_id: str, *, sample: dict[str, int] | None = None) -> RunHistories:
     """Every execution whose workflow id is ``run_id`` or starts with ``run_id/`` (its batches and
     VMs). ``sample``: workflow type -> at most this many executions read (the rest only counted)."""
     found = RunHistories()
     read: dict[str, int] = {}
-    async for execution in client.list_workflows(
-        f"WorkflowId = '{run_id}' OR WorkflowId STARTS_WITH '{run_id}/'"
-    ):
+    async for execution in run_executions(client, run_id):
         kind = execution.workflow_type
         stats = found.types.setdefault(kind, TypeStats())
         limit = (sample or {}).get(kind)
