@@ -1,4 +1,10 @@
-"""TODO docstring."""
+"""Who owns a VM, for the notifications: the names its platform metadata carries.
+
+The owner label (``[notifications] owner_label``, default ``owner``) is read from the VM's labels
+(``owner=a,b``) and its tags (``owner:a`` or ``owner=a``), as its provider reported them; names
+are stripped of a leading ``@``, de-duplicated and sorted, so a step's owners are the same whatever
+order the platform lists them in.
+"""
 
 from __future__ import annotations
 

@@ -3,9 +3,10 @@
 * :func:`translated` turns :class:`providers.errors.ProviderError` and
   :class:`orchestrator.errors.OrchestratorError` into ``ApplicationError`` whose ``type`` is the
   class name and whose ``non_retryable`` flag says whether Temporal may try again.
-* :func:`heartbeating` heartbeats from a side thread while a blocking provider call runs (evacuation,
-  reboot waits, patching), so a dead worker is noticed after the heartbeat timeout and a
-  cancellation reaches the activity.
+* An activity called with a heartbeat timeout heartbeats for its whole body
+  (:func:`orchestrator.engine.activities.heartbeat.heartbeating`, from a side thread), so a dead
+  worker is noticed after the heartbeat timeout, a cancellation reaches the activity, and a slow
+  probe before the long call (a boot id over a busy guest agent) never times a live attempt out.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import sqlite3
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from orchestrator.engine.activities.heartbeat import heartbeating
 from orchestrator.engine.state_disk import is_disk_full
 from orchestrator.errors import OrchestratorError, StateDiskFull
 from providers.errors import ProviderError
@@ -49,11 +52,15 @@ def application_error(exc: BaseException) -> ApplicationError:
 def translated(fn: Callable[P, R]) -> Callable[P, R]:
     """Decorator for sync activities: provider/orchestrator errors become ApplicationErrors, and a
     write that did not fit in the state directory (the fact store's disk is full) a retryable
-    ``StateDiskFull`` that says so."""
+    ``StateDiskFull`` that says so. Called with a heartbeat timeout, the activity heartbeats from
+    its first line to its last."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
+            if activity.in_activity() and activity.info().heartbeat_timeout:
+                with heartbeating(activity.info().activity_type):
+                    return fn(*args, **kwargs)
             return fn(*args, **kwargs)
         except (ProviderError, OrchestratorError) as exc:
             raise application_error(exc) from exc
