@@ -81,13 +81,15 @@ class GuestPatcher:
         package_manager: PackageManager | None = None,
         refresh: bool = True,
         poll_s: float = 3.0,
+        job_wait_s: float = 5.0,
     ) -> None:
         self.channel = channel
         self.clock = clock
         self.lock_timeout = lock_timeout
         self.query_timeout = query_timeout  # budget for read-only queries on top of the lock wait
         self.refresh = refresh  # False: list updates from the guest's cached metadata (a dry run)
-        self.poll_s = poll_s  # between looks at a running job or a busy package database
+        self.poll_s = poll_s  # between looks at a busy package database (or a job the guest did not wait for)
+        self.job_wait_s = job_wait_s  # a look at a running job waits in the guest up to this long for its end
         self._os: OsInfo | None = None
         self._pm = package_manager
 
@@ -230,8 +232,10 @@ class GuestPatcher:
             )
         log.info("guest_patch_job_started", job=job, how=result.stdout.strip())
 
-    def job_status(self, job: str) -> jobs.JobStatus:
-        result = self._run(jobs.status_command(job), timeout=self.query_timeout)
+    def job_status(self, job: str, *, wait_s: float = 0.0) -> jobs.JobStatus:
+        """The job's state; with ``wait_s``, once it ended or ``wait_s`` passed (:func:`jobs.wait_command`)."""
+        command = jobs.wait_command(job, wait_s) if wait_s > 0 else jobs.status_command(job)
+        result = self._run(command, timeout=self.query_timeout + wait_s)
         try:
             return jobs.parse_status(result.stdout)
         except ValueError as exc:
@@ -241,12 +245,15 @@ class GuestPatcher:
         """Poll ``job`` until it finished or was lost; :class:`PatchTimedOut` (the job left running)
         when it still runs at ``deadline``. An absent job is started by the caller, never here."""
         while True:
-            status = self.job_status(job)
+            look = self.clock.now()
+            wait_s = max(0.0, min(self.job_wait_s, (deadline - look).total_seconds()))
+            status = self.job_status(job, wait_s=wait_s)
             if status.done or status.state is jobs.JobState.ABSENT:
                 return status
             if self.clock.now() >= deadline:
                 raise PatchTimedOut(timeout_s, job=job)
-            self.clock.sleep(self.poll_s)
+            if (self.clock.now() - look).total_seconds() < wait_s:  # the channel answered before the wait
+                self.clock.sleep(self.poll_s)
 
     def job_result(self, job: str, status: jobs.JobStatus) -> ExecResult:
         """The finished job's exit status and output, as if it had run in the channel."""

@@ -114,6 +114,7 @@ class ScaleGuest:
             ("if command -v needrestart", lambda _: (0, "patchwave: needrestart not installed\n", "")),
             (f"mkdir -p {JOB_DIR}", self._start_job),
             (f"if [ -e {JOB_DIR}/", self._job_status),
+            (f"if [ ! -e {JOB_DIR}/", self._job_status),  # the look that waits for the end: ended already
             (f"cat {JOB_DIR}/", self._job_output),
             (f"cat '{JOB_DIR}/", self._job_output),
             (f"echo '{SECTION}busy'", lambda _: (0, self._integrity(), "")),

@@ -6,6 +6,9 @@ Debian lab (systemd-run); here: what the builders promise and how every status l
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from orchestrator.guests import job as jobs
@@ -55,3 +58,35 @@ def test_status_lines_parse(output: str, status: JobStatus) -> None:
 def test_anything_else_is_refused(output: str) -> None:
     with pytest.raises(ValueError):
         jobs.parse_status(output)
+
+
+def _sh(command: str) -> str:
+    return subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.timeout(60)
+def test_a_waiting_look_answers_when_the_job_ends_not_at_its_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The look that waits in the guest (a real /bin/sh here): the job's end is seen as soon as its exit
+    file appears — a bound of an hour would time this test out — and a job still running is reported
+    running once the bound passed."""
+    monkeypatch.setattr(jobs, "JOB_DIR", str(tmp_path))
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text()
+    (tmp_path / f"{JOB}.start").write_text(boot)
+    sleeper = subprocess.Popen(["/bin/sh", "-c", "sleep 30; :", JOB])  # the job id in its command line
+    try:
+        (tmp_path / f"{JOB}.pid").write_text(f"{sleeper.pid}\n")
+        assert jobs.parse_status(_sh(jobs.wait_command(JOB, 0.3))) == JobStatus(JobState.RUNNING)
+        finish = f"sleep 0.5; echo 0 > {tmp_path}/{JOB}.exit.tmp && mv -f {tmp_path}/{JOB}.exit.tmp {tmp_path}/{JOB}.exit"
+        subprocess.Popen(["/bin/sh", "-c", finish])
+        assert jobs.parse_status(_sh(jobs.wait_command(JOB, 3600))) == JobStatus(JobState.FINISHED, 0)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_waiting_look_is_the_status_look_once_the_job_ended() -> None:
+    text = jobs.wait_command(JOB, 5)
+    assert text.endswith(jobs.status_command(JOB)) and "[ $i -lt 50 ]" in text
+    assert "[ $i -lt 0 ]" in jobs.wait_command(JOB, 0)
