@@ -11,8 +11,7 @@ came), verify, record, assess. Printed per size:
 * orchestration CPU per VM: the worker process's CPU (the simulated fleet's few microseconds per
   command included) and the Temporal server's;
 * peak RSS (VmHWM) of the worker process (the simulated fleet's own memory shown apart) and of the server;
-* per workflow type, from Temporal's own histories: executions, the longest history, the largest payload
-  (the ``VmPatch`` children of a run from before ``vm-inline``: a sample of ``--sample``).
+* per workflow type, from Temporal's own histories: executions, the longest history, the largest payload.
 
 Absolute times on a shared 2-core machine are noisy: the load average is printed with each run.
 
@@ -90,7 +89,7 @@ async def one(args: argparse.Namespace, n: int) -> dict:
         makespan = time.monotonic() - started
         worker, server_cpu = cpu_s(os.getpid()) - worker0, cpu_s(server) - server0
         loads.append(load())
-        histories = await run_histories(session.client, request.run_id, sample={"VmPatch": args.sample})
+        histories = await run_histories(session.client, request.run_id)
         server_hwm = status_kb(server, "VmHWM")
     slots = min(args.concurrency, activity_slots(settings) * args.sites)
     bound = math.ceil(n / slots) * args.upgrade_s
@@ -100,8 +99,8 @@ async def one(args: argparse.Namespace, n: int) -> dict:
         "server_cpu_ms_per_vm": round(server_cpu / n * 1000, 1), "worker_peak_rss_mb": status_kb(os.getpid(), "VmHWM") // 1024,
         "fleet_rss_mb": fleet_kb // 1024, "server_peak_rss_mb": server_hwm // 1024, "max_in_flight_seen": in_flight,
         "load": loads, "histories": {
-            k: {"executions": t.executions, "read": t.read, "max_events": t.max_events,
-                "avg_events": round(t.total_events / max(1, t.read)), "max_payload_b": t.max_payload}
+            k: {"executions": t.executions, "max_events": t.max_events,
+                "avg_events": round(t.total_events / max(1, t.executions)), "max_payload_b": t.max_payload}
             for k, t in sorted(histories.types.items())
         },
     }  # fmt: skip
@@ -123,9 +122,8 @@ def report(result: dict) -> str:
     table = f"{'workflow type':<12} {'executions':>10} {'max events':>10} {'avg events':>10} {'largest payload':>16}"
     lines = [head, makespan, cpu, rss, table]
     for kind, t in result["histories"].items():
-        read = f" ({t['read']} read)" if t["read"] != t["executions"] else ""
         lines.append(f"{kind:<12} {t['executions']:>10} {t['max_events']:>10} {t['avg_events']:>10} "
-                     f"{t['max_payload_b'] / 1024:>13.1f} KB{read}")  # fmt: skip
+                     f"{t['max_payload_b'] / 1024:>13.1f} KB")  # fmt: skip
     worst_events = max(t["max_events"] for t in result["histories"].values())
     worst_payload = max(t["max_payload_b"] for t in result["histories"].values())
     ok = worst_events <= CEILING_EVENTS and worst_payload <= CEILING_PAYLOAD
@@ -144,7 +142,6 @@ def main() -> None:
     parser.add_argument(
         "--upgrade-s", type=float, default=1.0, help="simulated duration of one guest's upgrade"
     )
-    parser.add_argument("--sample", type=int, default=300, help="VmPatch histories read per run")
     parser.add_argument("--dir", default=None, help="where the state directories go (default: the temp dir)")
     parser.add_argument("--one", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -155,7 +152,7 @@ def main() -> None:
           f"{os.cpu_count()} CPUs")  # fmt: skip
     for n in (int(v) for v in args.vms.split(",")):
         argv = [sys.executable, __file__, "--one", str(n), "--sites", str(args.sites), "--concurrency",
-                str(args.concurrency), "--upgrade-s", str(args.upgrade_s), "--sample", str(args.sample)]  # fmt: skip
+                str(args.concurrency), "--upgrade-s", str(args.upgrade_s)]  # fmt: skip
         if args.dir:
             argv += ["--dir", args.dir]
         done = subprocess.run(argv, capture_output=True, text=True, check=False)

@@ -41,7 +41,6 @@ class TypeStats:
     """One workflow type's executions: how many, the longest history, the largest payload."""
 
     executions: int = 0
-    read: int = 0  # executions whose history was read (a sample of them, when asked)
     max_events: int = 0
     total_events: int = 0
     max_payload: int = 0
@@ -51,7 +50,6 @@ class TypeStats:
 
     def add(self, workflow_id: str, history: WorkflowHistory) -> None:
         self.executions += 1
-        self.read += 1
         self.max_events = max(self.max_events, len(history.events))
         self.total_events += len(history.events)
         scheduled: dict[int, tuple[str, float]] = {}
@@ -76,12 +74,12 @@ class RunHistories:
 
     @property
     def activities(self) -> Counter[str]:
-        """Activity type -> times scheduled, over every execution read."""
+        """Activity type -> times scheduled, over every execution."""
         return sum((t.activities for t in self.types.values()), Counter())
 
     @property
     def activity_s(self) -> Counter[str]:
-        """Activity type -> seconds from scheduled to completed, summed over every execution read."""
+        """Activity type -> seconds from scheduled to completed, summed over every execution."""
         return sum((t.activity_s for t in self.types.values()), Counter())
 
     @property
@@ -96,7 +94,7 @@ class RunHistories:
         rows = [(f"{'workflow type':<12} {'executions':>10} {'max events':>10} {'avg events':>10} "
                 f"{'largest payload':>16}")]  # fmt: skip
         for name, t in sorted(self.types.items()):
-            avg = t.total_events / max(1, t.read)
+            avg = t.total_events / max(1, t.executions)
             rows.append(
                 f"{name:<12} {t.executions:>10} {t.max_events:>10} {avg:>10.0f} {t.max_payload:>14} B"
             )
@@ -109,19 +107,12 @@ def run_executions(client: Client, run_id: str) -> AsyncIterator[WorkflowExecuti
     return client.list_workflows(f"WorkflowId = '{run_id}' OR WorkflowId STARTS_WITH '{run_id}/'")
 
 
-async def run_histories(client: Client, run_id: str, *, sample: dict[str, int] | None = None) -> RunHistories:
-    """Every execution whose workflow id is ``run_id`` or starts with ``run_id/`` (its batches and
-    VMs). ``sample``: workflow type -> at most this many executions read (the rest only counted)."""
+async def run_histories(client: Client, run_id: str) -> RunHistories:
+    """Every execution whose workflow id is ``run_id`` or starts with ``run_id/`` (its batches, and
+    the VMs' children of an older run), each history read."""
     found = RunHistories()
-    read: dict[str, int] = {}
     async for execution in run_executions(client, run_id):
-        kind = execution.workflow_type
-        stats = found.types.setdefault(kind, TypeStats())
-        limit = (sample or {}).get(kind)
-        if limit is not None and read.get(kind, 0) >= limit:
-            stats.executions += 1
-            continue
-        read[kind] = read.get(kind, 0) + 1
+        stats = found.types.setdefault(execution.workflow_type, TypeStats())
         handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
         stats.add(execution.id, await handle.fetch_history())
     return found
