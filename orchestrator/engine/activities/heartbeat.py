@@ -34,10 +34,10 @@ _running = _Running()
 
 
 @contextmanager
-def heartbeating(detail: str = "", *, every_s: float | None = None) -> Iterator[None]:
-    """Heartbeat every ``every_s`` (default :data:`HEARTBEAT_EVERY_S`) while the body runs (no-op
-    outside an activity). Nested inside another ``heartbeating`` of the same activity it only
-    changes the detail sent meanwhile."""
+def heartbeating(detail: str = "") -> Iterator[None]:
+    """Heartbeat every :data:`HEARTBEAT_EVERY_S` while the body runs (no-op outside an activity).
+    Nested inside another ``heartbeating`` of the same activity it only changes the detail sent
+    meanwhile."""
     if not activity.in_activity():
         yield
         return
@@ -53,10 +53,9 @@ def heartbeating(detail: str = "", *, every_s: float | None = None) -> Iterator[
     stop = threading.Event()
     context = contextvars.copy_context()
     cell = [detail]
-    interval = HEARTBEAT_EVERY_S if every_s is None else every_s
 
     def beat() -> None:
-        while not stop.wait(interval):
+        while not stop.wait(HEARTBEAT_EVERY_S):
             context.run(activity.heartbeat, cell[0])
 
     thread = threading.Thread(target=beat, name="patchwave-heartbeat", daemon=True)

@@ -165,9 +165,9 @@ class WaveBatch:
         task = self._wave_task
         expires = workflow.now() + timedelta(seconds=step.policy.snapshot_ttl_s)
         vm_task = VmTask(task.run_id, step, expires.isoformat(timespec="seconds"), assess=assess_in_child)
-        if workflow.patched(VM_INLINE):
-            return await self._patch_inline(vm_task)
         try:
+            if workflow.patched(VM_INLINE):
+                return await self._patch_inline(vm_task)
             return await workflow.execute_child_workflow(
                 VmPatch.run,
                 vm_task,
@@ -176,7 +176,7 @@ class WaveBatch:
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                 task_timeout=WORKFLOW_TASK_TIMEOUT,
             )
-        except ChildWorkflowError as err:
+        except (ActivityError, ChildWorkflowError) as err:  # inline: a call failed for good (recording...)
             return VmOutcome(
                 step.step_id, step.vm, StepStatus.FAILED, error=f"VmPatch failed: {describe(err)}"
             )
@@ -188,10 +188,6 @@ class WaveBatch:
         self._patching[step.step_id] = patching = VmPatching(look_up_outcome=False)
         try:
             return await patching.run(vm_task)
-        except ActivityError as err:  # a call it does not handle failed for good (recording the outcome...)
-            return VmOutcome(
-                step.step_id, step.vm, StepStatus.FAILED, error=f"VmPatch failed: {describe(err)}"
-            )
         finally:
             del self._patching[step.step_id]
 
