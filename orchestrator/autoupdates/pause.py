@@ -9,7 +9,9 @@
    every pausable timer's previous state (``unit=<name> enabled=<state> active=<state>``), written
    atomically *before* anything is stopped — a crash leaves the evidence ``resume``/``doctor`` need.
    Already there for this run: kept (paused twice = once). There for another run (a dead one):
-   adopted — its unit states are the original ones and are kept; ``adopted_from=<run>`` says so;
+   adopted — its unit states are the original ones and are kept; ``adopted_from=<run>`` says so.
+   The guards, the marker and their directories are flushed to disk (``sync FILE...``) before a
+   timer is stopped: a guest that crashes or is reset right after the pause boots still paused;
 3. the timers that are active are stopped (runtime only: enablement is not touched);
 4. it waits, bounded by ``wait_s``, until no updater service runs (a oneshot service is
    ``activating`` while it works) and no manual run (``unattended-upgrade``, ``dnf-automatic``) is
@@ -93,11 +95,20 @@ def pause_command(updater: Updater, run_id: str, step_id: str, *, wait_s: int) -
             f'm={MARKER}; mkdir -p "$(dirname "$m")" || exit 1',
             f'{guards} || exit 1; if [ "$pw_units" = 1 ]; then systemctl daemon-reload || exit 1; fi',
             _marker_script(run, step, units),
+            _flush_command(updater),
             stop,
             wait,
             'echo "### marker"; cat "$m"',
         ]
     )
+
+
+def _flush_command(updater: Updater) -> str:
+    """fsync the guards, the marker and their directories (a rename is durable once its directory
+    is); a ``sync`` that takes no file arguments (coreutils < 8.24) flushes everything instead."""
+    paths = sorted({p for f in guard_files(updater) for p in (f.path, f.path.rsplit("/", 1)[0])})
+    files = " ".join(shlex.quote(p) for p in paths)
+    return f'sync "$m" "$(dirname "$m")" {files} 2>/dev/null || sync'
 
 
 def _marker_script(run: str, step: str, units: str) -> str:

@@ -1,11 +1,11 @@
-"""A rollout of 1,000 VMs through real Temporal (the embedded dev server), asserted with Temporal's own
+"""A rollout of 600 VMs through real Temporal (the embedded dev server), asserted with Temporal's own
 histories: no workflow's history and no payload grows with the fleet.
 
-The fleet is the scale bed's (tests/simulators/scalesim): 1,000 VMs over two sites and eight hosts,
+The fleet is the scale bed's (tests/simulators/scalesim): 600 VMs over two sites and eight hosts,
 every VM's whole patch path run for real (baseline health, snapshot, patch, a reboot for every tenth
 VM's kernel, verify, record, assess), one VM whose upgrade breaks its health check (rolled back).
-The limits are lowered so that 1,000 VMs take the shapes 50,000 take at the real limits: batches of
-200 VMs (5 per wave), host batches of 3 hosts, and ``PatchRun`` continuing as new after 60 events.
+The limits are lowered so that 600 VMs take the shapes 50,000 take at the real limits: batches of
+200 VMs (3 per wave), host batches of 3 hosts, and ``PatchRun`` continuing as new after 60 events.
 The ceilings asserted are the issue's (10,000 events, 512 KB) and, tighter, what each workflow
 type's shape allows: none of them scales with the number of VMs but the batch's slice, and that
 scales with the batch size only. (10,000 and 50,000 VMs at the real limits: benchmarks/scale.py.)
@@ -31,7 +31,7 @@ from tests.support.scalebed import ScaleBed, write_scale_bed
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-VMS, BROKEN, CONCURRENCY = 1000, "s1-vm-00007", 40
+VMS, BROKEN, CONCURRENCY = 600, "s1-vm-00007", 40
 MAX_EVENTS, MAX_PAYLOAD = 10_000, 512 * 1024
 RUN = "run-scale"
 
@@ -54,7 +54,7 @@ async def session(bed: ScaleBed) -> AsyncIterator[Session]:
 
 
 @pytest.mark.timeout(1500)
-async def test_a_thousand_vms_stay_under_the_ceilings(bed: ScaleBed, session: Session) -> None:
+async def test_six_hundred_vms_stay_under_the_ceilings(bed: ScaleBed, session: Session) -> None:
     seen: list[RunProgress] = []
     request = RunRequest(run_id=RUN, config_digest=session.settings.digest, requested_by="e2e")
     summary = await watch(await start_run(session.client, request), seen.append, interval_s=1.0)
@@ -85,7 +85,7 @@ async def test_a_thousand_vms_stay_under_the_ceilings(bed: ScaleBed, session: Se
     types = found.types
     assert "VmPatch" not in types  # each VM patched inline by its batch: no child workflow per VM
     assert types["PatchRun"].executions >= 2  # continued as new (at 60 events here; 4,000 by default)
-    assert types["WaveBatch"].executions == 1 + 5  # the canary wave, then 5 batches of 200
+    assert types["WaveBatch"].executions == 1 + 3  # the canary wave, then 3 batches of 200 (the last 195)
     assert types["HostBatch"].executions == 3 and types["HealthBatch"].executions == 1
     # None grows with the fleet: the run's payloads are ids and counters; a batch's largest is its
     # slice of 200 steps; a VM's are its own.

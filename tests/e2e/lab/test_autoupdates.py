@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import libvirt
 import pytest
 import structlog
 
@@ -258,8 +257,12 @@ def test_a_dead_runs_pause_is_adopted_by_the_next_run_and_only_doctor_may_restor
     assert restored.restored and set(restored.started) >= set(TIMERS)
 
 
-def test_the_pause_survives_a_reboot_of_the_guest(lab_state: LabState, guest: LabGuest, channel: SshChannel,
-                                                   os_info: OsInfo) -> None:  # fmt: skip
+def test_the_pause_survives_a_reset_of_the_guest(lab_state: LabState, guest: LabGuest, channel: SshChannel,
+                                                 os_info: OsInfo) -> None:  # fmt: skip
+    """A hard reset right after the pause (the worst reboot: nothing is shut down, nothing flushed
+    but what the pause flushed itself) boots a guest that is still paused. A reset, not a graceful
+    reboot: a graceful shutdown's stop jobs under TCG took from 20 s to over 300 s (CI, stop 22);
+    graceful reboots through the agent are covered by test_lab.py and the rollouts."""
     au.pause(channel, "run-reboot", "vm:lab:pw-lab-1", os_info=os_info)
     channel.close()
     conn = domain.connect(lab_state.uri)
@@ -273,11 +276,11 @@ def test_the_pause_survives_a_reboot_of_the_guest(lab_state: LabState, guest: La
 
         before = boot_id()
         started = time.monotonic()
-        dom.reboot(libvirt.VIR_DOMAIN_REBOOT_GUEST_AGENT)
+        dom.reset()
         wait_until(lambda: agent.agent_ping(dom, timeout=1) and boot_id() not in ("", before), timeout=300,
-                   interval=0.5, what="pw-lab-1 back from reboot")  # fmt: skip
-        wait_until(lambda: lab.ssh_answers(guest), timeout=120, interval=0.5, what="ssh after reboot")
-        _timing("reboot while paused", started)
+                   interval=0.5, what="pw-lab-1 back from its reset")  # fmt: skip
+        wait_until(lambda: lab.ssh_answers(guest), timeout=120, interval=0.5, what="ssh after reset")
+        _timing("reset while paused", started)
     finally:
         conn.close()
     # enabled timers come back with the boot, the marker stays, and the guard keeps the updater off
