@@ -228,6 +228,17 @@ def test_every_generated_script_is_valid_posix_sh(os_info: OsInfo, mode: str) ->
         assert checked.returncode == 0, checked.stderr
 
 
+def test_pause_flushes_its_guards_and_marker_to_disk_before_it_stops_a_timer() -> None:
+    script = pause_command(updater_for(DEBIAN), "run-1", "vm:site:1", wait_s=10)
+    flush = script.index('sync "$m" "$(dirname "$m")" ')
+    assert script.index('> "$m.tmp.$$" && mv -f') < flush < script.index('systemctl stop "$u"')
+    for path in (
+        "/etc/systemd/system/apt-daily-upgrade.service.d",
+        "/etc/systemd/system/apt-daily.service.d",
+    ):
+        assert path in script[flush : script.index(";", flush)]
+
+
 def test_pause_markers_only_carry_safe_ids() -> None:
     with pytest.raises(ValueError, match="run id"):
         pause_command(updater_for(DEBIAN), "run 1; rm -rf /", "vm:1", wait_s=1)
