@@ -14,6 +14,7 @@ lines the median ratio per configuration. The load average is printed with each 
     python benchmarks/makespan.py                               # 20,100,500 VMs x C=10,20, step 5 s
     python benchmarks/makespan.py --vms 500 --concurrency 20 --repeat 3
     python benchmarks/makespan.py --vms 100 --concurrency 20 --breakdown   # where the time goes
+    python benchmarks/makespan.py --vms 500 --concurrency 20 --prepare-ahead 0,20  # [policy] prepare_ahead
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def config_text(root: Path, table: dict, guests: dict, *, concurrency: int, port: int) -> str:
+def config_text(root: Path, table: dict, guests: dict, *, concurrency: int, port: int, ahead: int = 0) -> str:
     from tests.support.testbed import fake_guest_tables
 
     tail = fake_guest_tables({name: g.root for name, g in guests.items()}, health_timeout="10s")
@@ -71,6 +72,7 @@ task_timeout = "5m"
 names = {sorted(guests)!r}
 [policy]
 concurrency = {concurrency}
+prepare_ahead = {ahead}
 failure_budget = 0
 reboot = "never"
 snapshot_ttl = "2h"
@@ -115,7 +117,9 @@ async def breakdown(client: Client, run_id: str, n: int, cpu: dict[str, float]) 
             round(sum(found.activities.values()) / n, 1)}  # fmt: skip
 
 
-async def one(n: int, concurrency: int, step_s: float, workdir: Path, *, explain: bool = False) -> dict:
+async def one(
+    n: int, concurrency: int, step_s: float, workdir: Path, *, ahead: int = 0, explain: bool = False
+) -> dict:
     from orchestrator.config.loader import load_settings
     from orchestrator.engine.runs import start_run, watch
     from orchestrator.engine.session import Session
@@ -138,7 +142,9 @@ async def one(n: int, concurrency: int, step_s: float, workdir: Path, *, explain
             guest.linger_after_apply(step_s)  # the simulated step: apt-get takes step_s
         config = root / "patchwave.toml"
         table = sim.provider_table()
-        config.write_text(config_text(root, table, guests, concurrency=concurrency, port=unused_port()))
+        config.write_text(
+            config_text(root, table, guests, concurrency=concurrency, port=unused_port(), ahead=ahead)
+        )
         settings = load_settings(config, environ={PASSWORD_ENV: sim.password})
         configure_logging(settings.logging, secrets=settings.secrets)
         before = load()
@@ -154,7 +160,7 @@ async def one(n: int, concurrency: int, step_s: float, workdir: Path, *, explain
             explained = await breakdown(session.client, request.run_id, n, cpu) if explain else None
         bound = math.ceil(n / concurrency) * step_s
         patched_once = all(g.upgrades() == 1 for g in guests.values())
-        return {"vms": n, "concurrency": concurrency, "step_s": step_s, "status": summary.status,
+        return {"vms": n, "concurrency": concurrency, "ahead": ahead, "step_s": step_s, "status": summary.status,
                 "counts": summary.counts, "patched_once": patched_once, "makespan_s": round(makespan, 1),
                 "bound_s": round(bound, 1), "ratio": round(makespan / bound, 3), "load": [before, load()],
                 "breakdown": explained}  # fmt: skip
@@ -168,6 +174,8 @@ def main() -> None:
     parser.add_argument("--vms", default="20,100,500", help="comma-separated fleet sizes")
     parser.add_argument("--concurrency", default="10,20", help="comma-separated wave concurrencies")
     parser.add_argument("--step-s", type=float, default=5.0, help="simulated duration of one VM's patch")
+    parser.add_argument("--prepare-ahead", default="0",
+                        help="comma-separated [policy] prepare_ahead values (VMs prepared ahead of the slots)")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=1, help="rounds of every configuration, interleaved")
     parser.add_argument("--dir", default=None, help="where the beds go (default: the temp dir)")
     parser.add_argument("--breakdown", action="store_true",
@@ -176,23 +184,25 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(args.dir) if args.dir else Path(tempfile.gettempdir())
     if args.one:
-        n, c = (int(v) for v in args.one.split(":"))
-        print(json.dumps(asyncio.run(one(n, c, args.step_s, workdir, explain=args.breakdown))))
+        n, c, a = (int(v) for v in args.one.split(":"))
+        print(json.dumps(asyncio.run(one(n, c, args.step_s, workdir, ahead=a, explain=args.breakdown))))
         return
     configs = list(
         itertools.product(
-            (int(v) for v in args.vms.split(",")), (int(v) for v in args.concurrency.split(","))
+            (int(v) for v in args.vms.split(",")),
+            (int(v) for v in args.concurrency.split(",")),
+            (int(v) for v in args.prepare_ahead.split(",")),
         )
     )
     print(f"makespan benchmark on vcsim: step {args.step_s} s per VM, {args.repeat} round(s), interleaved")
-    ratios: dict[tuple[int, int], list[float]] = {}
+    ratios: dict[tuple[int, int, int], list[float]] = {}
     for _round in range(args.repeat):
-        for n, c in configs:
+        for n, c, a in configs:
             argv = [
                 sys.executable,
                 __file__,
                 "--one",
-                f"{n}:{c}",
+                f"{n}:{c}:{a}",
                 "--step-s",
                 str(args.step_s),
                 "--dir",
@@ -202,19 +212,20 @@ def main() -> None:
             done = subprocess.run(argv, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 print(
-                    f"{n:>4} VMs C={c:<3} failed (exit {done.returncode})\n{done.stderr[-3000:]}", flush=True
+                    f"{n:>4} VMs C={c:<3} ahead={a:<3} failed (exit {done.returncode})\n{done.stderr[-3000:]}",
+                    flush=True,
                 )
                 continue
             r = json.loads(done.stdout.strip().splitlines()[-1])
-            ratios.setdefault((n, c), []).append(r["ratio"])
-            print(f"{n:>4} VMs C={c:<3} {r['status']:<9} makespan {r['makespan_s']:>7.1f} s  bound {r['bound_s']:>6.1f} s"
+            ratios.setdefault((n, c, a), []).append(r["ratio"])
+            print(f"{n:>4} VMs C={c:<3} ahead={a:<3} {r['status']:<9} makespan {r['makespan_s']:>7.1f} s  bound {r['bound_s']:>6.1f} s"
                   f"  ratio {r['ratio']:.2f}x  patched once: {r['patched_once']}  load {' -> '.join(r['load'])}",
                   flush=True)  # fmt: skip
             if r["breakdown"]:
                 print(f"    {json.dumps(r['breakdown'])}", flush=True)
     print("median ratio to the bound:")
-    for (n, c), found in ratios.items():
-        print(f"  {n:>4} VMs C={c:<3} {statistics.median(found):.2f}x  ({len(found)} run(s))")
+    for (n, c, a), found in ratios.items():
+        print(f"  {n:>4} VMs C={c:<3} ahead={a:<3} {statistics.median(found):.2f}x  ({len(found)} run(s))")
 
 
 if __name__ == "__main__":

@@ -181,6 +181,7 @@ class Wave:
     soak_s: int = 0  # wait after the wave before promoting the next ring
     approval: bool = False  # wait for `patchwave approve RUN` before the next ring
     window: str = ""  # window its VMs are bound to ("" = none; waves never mix windows)
+    prepare_ahead: int = 0  # VMs prepared (baseline, snapshot) ahead of the concurrency slots
     est_start: str = ""  # ISO UTC: predicted start (planner's timeline, waits for the window)
     est_duration_s: int = 0  # predicted duration: ceil(n / concurrency) * slowest VM estimate
     fits: bool = True  # every VM can start and, worst case, roll back before the window's cutoff
@@ -190,7 +191,7 @@ class Wave:
         return WaveInfo(
             position=position, wave_id=self.wave_id, ring=self.ring, size=len(self.vms),
             concurrency=self.concurrency, soak_s=self.soak_s, approval=self.approval, window=self.window,
-            est_duration_s=self.est_duration_s,
+            est_duration_s=self.est_duration_s, prepare_ahead=self.prepare_ahead,
         )  # fmt: skip
 
 
@@ -208,6 +209,7 @@ class WaveInfo:
     approval: bool = False
     window: str = ""
     est_duration_s: int = 0  # the planner's learned estimate for the whole wave (Wave.est_duration_s)
+    prepare_ahead: int = 0  # Wave.prepare_ahead (absent from plans and histories of before: 0)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from orchestrator.model import RebootPolicy, UpdateMode
 from orchestrator.windows import WindowSpec
 from providers.settings import MAX_TIMEOUT_S, SettingsReader, suggest
 
-POLICY_KEYS = ("concurrency", "failure_budget", "count_rolled_back", "reboot", "snapshot_memory", "snapshot_quiesce", "snapshot_ttl",
+POLICY_KEYS = ("concurrency", "prepare_ahead", "failure_budget", "count_rolled_back", "reboot", "snapshot_memory", "snapshot_quiesce", "snapshot_ttl",
                "updates", "pins", "health_deadline", "patch_timeout", "reboot_timeout", "default_vm_duration",
                "require_health", "health", "restart_services", "backup",
                "promotion")  # fmt: skip
@@ -65,6 +65,7 @@ def policy_table(t: SettingsReader, base: PolicySettings, *, run_wide: bool) -> 
         )
     return PolicySettings(
         concurrency=t.integer("concurrency", base.concurrency, low=1, high=1000),
+        prepare_ahead=t.integer("prepare_ahead", base.prepare_ahead, low=0, high=1000),
         failure_budget=_budget(t, base.failure_budget),
         count_rolled_back=t.boolean("count_rolled_back", base.count_rolled_back),
         reboot=RebootPolicy(t.text("reboot", base.reboot.value, choices=[r.value for r in RebootPolicy])),

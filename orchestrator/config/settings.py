@@ -114,6 +114,9 @@ class FailureBudget:
 @dataclass(frozen=True)
 class PolicySettings:
     concurrency: int = 2
+    #: VMs taken ahead of a wave's concurrency slots: baseline health, safeguards and snapshot while
+    #: earlier VMs patch (0 = none: each VM is prepared inside its slot)
+    prepare_ahead: int = 0
     failure_budget: FailureBudget = FailureBudget()
     count_rolled_back: bool = True  # a rolled-back VM counts against the failure budget (run-wide)
     reboot: RebootPolicy = RebootPolicy.IF_REQUIRED

@@ -45,6 +45,7 @@ class ActivityName(enum.StrEnum):
     VM_RESTART_SERVICES = "vm_restart_services"
     VM_VERIFY_HEALTH = "vm_verify_health"
     VM_REVERT = "vm_revert"
+    VM_RELEASE_SNAPSHOT = "vm_release_snapshot"
     VM_RECORD_OUTCOME = "vm_record_outcome"
     VM_ASSESS = "vm_assess"
     HOST_PREFLIGHT = "host_preflight"

@@ -177,6 +177,13 @@ class RevertResult:
     snapshot_id: str
 
 
+@dataclass(frozen=True)
+class SnapshotRelease:
+    """``vm_release_snapshot``: the untouched VM's snapshots of (run, step) deleted (or already gone)."""
+
+    snapshot_ids: tuple[str, ...] = ()
+
+
 # ------------------------------------------------------------------------------------------
 # per host
 # ------------------------------------------------------------------------------------------

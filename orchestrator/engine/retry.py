@@ -150,6 +150,7 @@ ACTIVITIES: dict[ActivityName, ActivityOptions] = {
     ActivityName.VM_RESTART_SERVICES: ActivityOptions("guest_patch", 1200, HEARTBEAT_S),
     ActivityName.VM_VERIFY_HEALTH: ActivityOptions("health", 900, HEARTBEAT_S),
     ActivityName.VM_REVERT: ActivityOptions("api_call", 1800, HEARTBEAT_S),
+    ActivityName.VM_RELEASE_SNAPSHOT: ActivityOptions("api_call", 1800, HEARTBEAT_S),
     ActivityName.VM_RECORD_OUTCOME: ActivityOptions("bookkeeping", 60),
     ActivityName.VM_ASSESS: ActivityOptions("api_call", 900, HEARTBEAT_S),
     # read-only checks (provider API, SSH no-op, capacity): a few retries for an unreachable host

@@ -59,7 +59,9 @@ def activity_slots(settings: Settings) -> int:
     """Activity slots per worker, sized from the configuration's concurrency: every group's VMs may be
     in flight at once (one activity each, ``[groups.policy] concurrency``), plus headroom — a wave of
     concurrency 20 never waits for a slot (16 fixed slots capped it: up to 8 s per VM at 500 VMs)."""
-    in_flight = sum(g.policy.concurrency for g in settings.groups) or settings.policy.concurrency
+    in_flight = sum(g.policy.concurrency + g.policy.prepare_ahead for g in settings.groups) or (
+        settings.policy.concurrency + settings.policy.prepare_ahead
+    )
     return max(MIN_ACTIVITY_SLOTS, min(MAX_ACTIVITY_SLOTS, in_flight + SLOT_HEADROOM))
 
 

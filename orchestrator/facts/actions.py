@@ -60,6 +60,7 @@ class Action(enum.StrEnum):
     RESTART_SERVICES = "restart_services"  # [policy] restart_services = "needrestart"
     VERIFY_HEALTH = "verify_health"
     REVERT = "revert"
+    RELEASE_SNAPSHOT = "release_snapshot"  # a VM prepared ahead, then not patched: its snapshot deleted
     # a hypervisor host
     HOST_PATCH = "host_patch"
     HOST_ASSESS = "host_assess"  # a report-only host's pending updates
@@ -114,6 +115,7 @@ _DETAILS: dict[Action, tuple[type[Detail] | None, type[Detail] | None]] = {
     Action.RESTART_SERVICES: (ServicesDetail, ServicesDetail),
     Action.VERIFY_HEALTH: (None, HealthDetail),
     Action.REVERT: (SnapshotDetail, SnapshotDetail),
+    Action.RELEASE_SNAPSHOT: (SnapshotDetail, SnapshotDetail),
     Action.HOST_PATCH: (HostPatchIntent, HostPatchDetail),
     Action.HOST_ASSESS: (None, HostAssessDetail),
     Action.HOST_REBOOT: (HostRebootDetail, HostRebootDetail),

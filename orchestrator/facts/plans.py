@@ -60,6 +60,7 @@ def _wave_info(row: sqlite3.Row) -> WaveInfo:
         position=row["position"], wave_id=row["wave_id"], ring=row["ring"], size=row["size"],
         concurrency=body["concurrency"], soak_s=body.get("soak_s", 0), approval=body.get("approval", False),
         window=body.get("window", ""), est_duration_s=body.get("est_duration_s", 0),
+        prepare_ahead=body.get("prepare_ahead", 0),
     )  # fmt: skip
 
 

@@ -30,12 +30,14 @@ class RegistryTables(Database):
     def register_snapshot_intent(
         self, run_id: str, step_id: str, vm: VmRef, name: str, *, expires_at: str | datetime = ""
     ) -> None:
-        """Idempotent: recorded *before* the create call; a second call for (run, step) changes nothing."""
+        """Idempotent: recorded *before* the create call; a second call for (run, step) changes nothing
+        — unless that snapshot was deleted (a VM prepared ahead and released, now taken again by a
+        resumed run): then the intent is recorded anew."""
         expires = expires_at.isoformat() if isinstance(expires_at, datetime) else expires_at
         now = self._now()
         with self._tx() as db:
             row = db.execute(
-                "SELECT name FROM snapshots WHERE run_id = ? AND step_id = ?", (run_id, step_id)
+                "SELECT name, state FROM snapshots WHERE run_id = ? AND step_id = ?", (run_id, step_id)
             ).fetchone()
             if row is not None:
                 if row["name"] != name:
@@ -43,6 +45,12 @@ class RegistryTables(Database):
                         f"step {step_id} of run {run_id} already registered snapshot {row['name']!r}",
                         step=step_id,
                         fix="snapshot names are snapshot_name(run_id, step_id); do not vary them",
+                    )
+                if row["state"] == "deleted":
+                    db.execute(
+                        "UPDATE snapshots SET snapshot_id = '', state = 'intent', created_at = ?, expires_at = ?,"
+                        " updated_at = ? WHERE run_id = ? AND step_id = ?",
+                        (now, expires, now, run_id, step_id),
                     )
                 return
             db.execute(

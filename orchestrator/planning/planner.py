@@ -216,6 +216,7 @@ def _waves(
             for start in range(0, len(batch), size):
                 chunk = tuple(batch[start : start + size])
                 concurrency = min(settings.group(s.group).policy.concurrency for s in chunk)
+                ahead = min(settings.group(s.group).policy.prepare_ahead for s in chunk)
                 index = len(ring_waves)
                 ring_waves.append(
                     Wave(
@@ -225,6 +226,7 @@ def _waves(
                         vms=chunk,
                         concurrency=concurrency,
                         window=window,
+                        prepare_ahead=ahead,
                     )
                 )
         if ring_waves:

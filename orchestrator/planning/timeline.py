@@ -163,12 +163,21 @@ def _timeless(fields: dict[str, object], *keys: str) -> dict[str, object]:
     return {k: v for k, v in fields.items() if k not in keys}
 
 
+#: Wave fields outside the plan id (time-dependent).
+_UNHASHED = ("est_start", "fits")
+#: Wave fields newer than the plan id: hashed only when set, so a plan without them keeps its id.
+_NEW = ("prepare_ahead",)
+
+
 def plan_id_of(plan: Plan) -> str:
     """sha256 of the canonical ordered steps (time-dependent fields left out)."""
     body = {
         "sites": list(plan.sites),
         "host_phase": [_timeless(asdict(d), "est_start", "est_end") for d in plan.host_phase],
-        "waves": [{k: v for k, v in asdict(w).items() if k not in ("est_start", "fits")} for w in plan.waves],
+        "waves": [
+            {k: v for k, v in asdict(w).items() if k not in _UNHASHED and (v or k not in _NEW)}
+            for w in plan.waves
+        ],
         "blocked": [asdict(b) for b in plan.blocked],
         "failure_budget": plan.failure_budget,
     }

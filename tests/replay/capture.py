@@ -4,7 +4,8 @@ Runs a rollout on the scale bed (12 VMs on one site: a canary ring soaked then g
 first, a kernel reboot, one VM whose upgrade breaks its health and is rolled back) through the
 embedded Temporal, then writes every workflow execution of the run (``PatchRun`` and its batches,
 and the children of whatever version of the code ran) as Temporal's own JSON histories, in one
-gzipped list (``[{"workflow_id": ..., "history": ...}, ...]``).
+gzipped list (``[{"workflow_id": ..., "history": ...}, ...]``). A second argument sets the waves'
+``[policy] prepare_ahead`` (VMs prepared ahead of the concurrency slots).
 Run it from a checkout of an older commit to keep that version's histories: the replay tests
 (:mod:`tests.replay.test_replay`) then prove that today's workflows still replay them — what every
 ``workflow.patched`` marker promises to a run in flight across an upgrade.
@@ -34,11 +35,17 @@ SHAPE = FleetShape(
 )
 
 
-async def capture(out: Path) -> None:
+async def capture(out: Path, *, prepare_ahead: int = 0) -> None:
     records: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as tmp:
         bed = write_scale_bed(
-            Path(tmp), ScaleFleet(SHAPE), port=unused_port(), concurrency=3, canary_soak="1s", hosts=True
+            Path(tmp),
+            ScaleFleet(SHAPE),
+            port=unused_port(),
+            concurrency=3,
+            canary_soak="1s",
+            hosts=True,
+            prepare_ahead=prepare_ahead,
         )
         async with Session(load_settings(bed.config), opener=bed.opener) as session:
             request = RunRequest(run_id=RUN, config_digest=session.settings.digest, requested_by="capture")
@@ -55,4 +62,5 @@ async def capture(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(capture(Path(sys.argv[1])))
+    # python -m tests.replay.capture FILE.json.gz [PREPARE_AHEAD]: waves with [policy] prepare_ahead
+    asyncio.run(capture(Path(sys.argv[1]), prepare_ahead=int(sys.argv[2]) if len(sys.argv) > 2 else 0))

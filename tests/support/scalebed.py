@@ -39,6 +39,7 @@ def write_scale_bed(
     *,
     port: int,
     concurrency: int = 50,
+    prepare_ahead: int = 0,
     budget: str = '"10%"',
     wave_size: int = 0,
     canary_soak: str = "",
@@ -75,6 +76,7 @@ tags = ["scale"]
 {rings}
 [policy]
 concurrency = {concurrency}
+prepare_ahead = {prepare_ahead}
 failure_budget = {budget}
 snapshot_ttl = "2h"
 health_deadline = "2s"

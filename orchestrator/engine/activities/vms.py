@@ -36,6 +36,7 @@ from orchestrator.engine.payloads import (
     PatchResult,
     RebootResult,
     RevertResult,
+    SnapshotRelease,
     SnapshotResult,
     VmOutcomeRecord,
     VmTask,
@@ -79,6 +80,7 @@ class VmActivities:
             self.vm_reboot,
             self.vm_verify_health,
             self.vm_revert,
+            self.vm_release_snapshot,
             self.vm_record_outcome,
             self.vm_assess,
         ]
@@ -210,6 +212,49 @@ class VmActivities:
         )
         self.ctx.log.info("snapshot_reverted", run=run_id, vm=str(vm), snapshot=snapshot_id)
         return RevertResult(snapshot_id=snapshot_id)
+
+    @activity.defn(name=ActivityName.VM_RELEASE_SNAPSHOT)
+    @translated
+    def vm_release_snapshot(self, task: VmTask) -> SnapshotRelease:
+        """A VM prepared ahead of its concurrency slot that will not be patched now (the failure budget
+        halted the run, its window no longer admits it, the run was cancelled): delete the snapshots
+        owned by (run, step). The guest was never changed — a revert would only throw away what it
+        wrote since. Refused when the journal has a patch intent for (run, step): a patched VM keeps its
+        rollback point. Idempotent: a snapshot already gone is released."""
+        vm, run_id, step_id = task.step.vm, task.run_id, task.step.step_id
+        if any(
+            r.phase is Phase.INTENT for r in self.ctx.facts.step_history(run_id, step_id, action=Action.PATCH)
+        ):
+            raise OwnershipError(
+                f"{vm} has a patch on record in run {run_id}; its snapshot is its rollback point, not released"
+            )
+        provider = self.ctx.require(vm.site, Capability.SNAPSHOT)
+        record = self.ctx.facts.snapshot(run_id, step_id)
+        owned = [s.id for s in provider.list_snapshots(vm) if s.owned_by(run_id, step_id)]
+        ids = list(
+            dict.fromkeys(([record.snapshot_id] if record is not None and record.snapshot_id else []) + owned)
+        )
+        for snapshot_id in ids:
+            self.ctx.facts.record_intent(
+                run_id, step_id, Action.RELEASE_SNAPSHOT, target=str(vm), detail=SnapshotDetail(snapshot_id)
+            )
+            with heartbeating(f"deleting snapshot {snapshot_id} of {vm}"):
+                removal = snapshots.remove(
+                    self.ctx.facts, provider, vm, snapshot_id, run_id=run_id, step_id=step_id
+                )
+            if removal is snapshots.Removal.REFUSED:
+                raise OwnershipError(
+                    f"snapshot {snapshot_id!r} of {vm} is not owned by run {run_id}; not deleted"
+                )
+            self.ctx.facts.record_result(
+                run_id, step_id, Action.RELEASE_SNAPSHOT, ok=True, detail=SnapshotDetail(snapshot_id)
+            )
+            self.ctx.log.info(
+                "snapshot_released", run=run_id, vm=str(vm), snapshot=snapshot_id, removal=removal
+            )
+        if record is not None and not record.snapshot_id:  # an intent whose create never returned an id
+            self.ctx.facts.mark_snapshot(run_id, step_id, "deleted")
+        return SnapshotRelease(snapshot_ids=tuple(ids))
 
     def _power_on_if_stopped(self, task: VmTask) -> None:
         """A disk-only snapshot reverts to a stopped VM: start it again."""

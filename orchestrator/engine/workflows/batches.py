@@ -18,8 +18,10 @@ Deterministic: no I/O, time from ``workflow.now()``, activities by name (:mod:`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any, Self
 
 from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
@@ -46,11 +48,11 @@ with workflow.unsafe.imports_passed_through():
         site_queue,
     )
     from orchestrator.engine.retry import WORKFLOW_TASK_TIMEOUT
-    from orchestrator.engine.workflows.calls import call
+    from orchestrator.engine.workflows.calls import call, shielded
     from orchestrator.engine.workflows.notices import RunNotices
     from orchestrator.engine.workflows.vms import VmPatch, VmPatching, assess, check_health
     from orchestrator.engine.workflows.window_gate import WindowGate
-    from orchestrator.model import StepStatus, VmOutcome, VmStep
+    from orchestrator.model import StepStatus, UpdateMode, VmOutcome, VmStep
 
 
 #: ``workflow.patched`` marker: a VM's assessment runs after its concurrency slot is freed (before
@@ -62,6 +64,50 @@ ASSESS_AFTER_SLOT = "assess-after-slot"
 #: a child costs Temporal a new execution and the worker a new sandboxed workflow, about a third of the
 #: orchestration CPU per VM. Histories without the marker replay with their children.
 VM_INLINE = "vm-inline"
+
+#: ``workflow.patched`` marker: a wave with ``prepare_ahead`` prepares VMs (baseline, safeguards,
+#: snapshot) ahead of its concurrency slots (:meth:`WaveBatch._one_ahead`). Only batches of such waves
+#: ask for it; batches of other waves run as before.
+PREPARE_AHEAD = "prepare-ahead"
+
+
+class Permit:
+    """A semaphore permit held by ``async with`` that its holder may also give back early (once)."""
+
+    def __init__(self, semaphore: asyncio.Semaphore) -> None:
+        self._semaphore, self._held = semaphore, False
+
+    async def __aenter__(self) -> Self:
+        await self._semaphore.acquire()
+        self._held = True
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._semaphore.release()
+
+
+#: ``workflow.patched`` marker: a cancelled batch ends once every VM's coroutine has (:func:`_all`).
+#: Before it, the first VM waiting for a slot ended the batch on the cancellation while a VM in flight
+#: was still reverting: its next command came after the workflow's end, and Temporal refused the
+#: workflow task for ever. Histories without the marker replay the old way.
+CANCEL_WAITS = "cancel-waits-for-vms"
+
+
+async def _all(coroutines: list[Coroutine[Any, Any, None]], *, every: bool) -> None:
+    """Run the VMs' coroutines; with ``every`` (:data:`CANCEL_WAITS`), wait for each of them to end
+    — a cancellation ends the waiting ones at once and lets the patching ones revert and record —
+    before the first failure (or the cancellation) is raised."""
+    if not every:
+        await asyncio.gather(*coroutines)
+        return
+    for ended in await asyncio.gather(*coroutines, return_exceptions=True):
+        if isinstance(ended, BaseException):
+            raise ended
 
 
 def child_id(run_id: str, step_id: str) -> str:
@@ -115,9 +161,13 @@ class WaveBatch:
         self._notices.configure(task.run_id, task.notify)
         batch = await _slice(task.run_id, task.wave.position, task.offset, task.limit)
         slots = asyncio.Semaphore(max(1, task.wave.concurrency))
-        await asyncio.gather(
-            *(self._one(s, status, slots) for s, status in zip(batch.steps, batch.statuses, strict=True))
-        )
+        rows = zip(batch.steps, batch.statuses, strict=True)
+        every = workflow.patched(CANCEL_WAITS)
+        if task.wave.prepare_ahead > 0 and workflow.patched(PREPARE_AHEAD):
+            ahead = asyncio.Semaphore(max(1, task.wave.concurrency) + task.wave.prepare_ahead)
+            await _all([self._one_ahead(s, status, ahead, slots) for s, status in rows], every=every)
+        else:
+            await _all([self._one(s, status, slots) for s, status in rows], every=every)
         if self._skipped:
             await call(
                 ActivityName.RECORD_SKIPS, SkipRecord(task.run_id, tuple(self._skipped)), queue=CENTRAL_QUEUE
@@ -161,6 +211,127 @@ class WaveBatch:
         if after_slot and outcome.status in (StepStatus.SUCCEEDED, StepStatus.ROLLED_BACK):
             await assess(VmTask(self._wave_task.run_id, step, ""), site_queue(step.vm.site))
 
+    # ---------------------------------------------------------------- prepared ahead (prepare_ahead > 0)
+    async def _one_ahead(
+        self, step: VmStep, status: str, ahead: asyncio.Semaphore, slots: asyncio.Semaphore
+    ) -> None:
+        """One VM of a wave with ``prepare_ahead``: admitted (window, budget) and prepared (baseline,
+        safeguards, snapshot) under ``ahead`` (concurrency + prepare_ahead: the VMs being prepared,
+        prepared, or patched), patched and verified under ``slots`` (the concurrency). Taking its slot,
+        it is admitted again: a budget exhausted or a window that no longer admits it meanwhile releases
+        it untouched (snapshot deleted, updater restored) — skipped, or prepared again once the window
+        admits it. Its ``ahead`` permit is freed when it leaves its slot: recording its outcome and
+        assessing it do not hold back the next preparation."""
+        if status and StepStatus(status).final:  # a resumed run: counted, not redone, not against the budget
+            self._count(StepStatus(status))
+            return
+        permit = Permit(ahead)
+        async with permit:
+            outcome: VmOutcome | None = None
+            while outcome is None:
+                refused = await self._admission(step)
+                if refused:
+                    self._skip(step, f"not attempted: {refused}")
+                    return
+                outcome = await self._prepared(step, slots, permit)
+        if outcome.status is StepStatus.ROLLED_BACK:
+            event = NotifyEvent.VM_ROLLED_BACK
+            await self._notices.send(event, key=f"{event}:{step.step_id}",
+                                     step_id=step.step_id, outcome=outcome)  # fmt: skip
+        if outcome.status in (StepStatus.SUCCEEDED, StepStatus.ROLLED_BACK):
+            await assess(VmTask(self._wave_task.run_id, step, ""), site_queue(step.vm.site))
+
+    async def _admission(self, step: VmStep) -> str:
+        """Why ``step`` does not start ("" = it may): the budget halted the batch, or its window never
+        admits it (the gate waits while the window is closed)."""
+        window = self._wave_task.wave.window
+        if window and not self._halted and (refused := await self._gate.admit(window, step)):
+            return refused
+        return self._halted
+
+    async def _prepared(self, step: VmStep, slots: asyncio.Semaphore, permit: Permit) -> VmOutcome | None:
+        """Prepare, then patch in a slot: the outcome (counted), or None when the window stopped
+        admitting the prepared VM (released, to be admitted again)."""
+        vm_task = self._vm_task(step, assess=False)
+        self._running[step.step_id] = VmProgress(
+            step.vm.name, step.vm.site, step.ring, StepStatus.RUNNING, step_id=step.step_id,
+            channel=step.channel, started=workflow.now().isoformat(timespec="seconds"),
+            est_s=step.est_duration_s,
+        )  # fmt: skip
+        self._patching[step.step_id] = patching = VmPatching(look_up_outcome=False)
+        try:
+            ended = await patching.prepare(vm_task)
+            if ended is not None:
+                self._record(step, ended)
+                return ended
+            applied = False
+            try:
+                async with slots:
+                    if self._halted:
+                        note = await patching.release(vm_task)
+                        self._skip(step, f"not attempted: {self._halted}" + (f"; {note}" if note else ""))
+                        return replace(patching.outcome, status=StepStatus.SKIPPED)
+                    if not await self._still_admitted(step, patching, vm_task):
+                        return None
+                    applied = True
+                    outcome = await patching.apply(vm_task)
+                    if step.policy.update_mode is UpdateMode.CVE:  # a CVE still open fails it: counted now
+                        outcome = await patching.settle(vm_task, outcome)
+                    self._record(step, outcome)  # the budget counts it before the slot is freed
+                permit.release()
+            except asyncio.CancelledError:
+                if not applied:
+                    await shielded(patching.cancelled_before_patch(vm_task))
+                raise
+            try:
+                return await patching.finish(vm_task, outcome)
+            except ActivityError as err:  # the outcome could not be recorded: failed, like _patch_vm's
+                failed = VmOutcome(
+                    step.step_id, step.vm, StepStatus.FAILED, error=f"VmPatch failed: {describe(err)}"
+                )
+                self._recount(step, outcome, failed)
+                return failed
+        except ActivityError as err:  # prepare's recording failed for good
+            failed = VmOutcome(
+                step.step_id, step.vm, StepStatus.FAILED, error=f"VmPatch failed: {describe(err)}"
+            )
+            self._record(step, failed)
+            return failed
+        finally:
+            del self._patching[step.step_id]
+            del self._running[step.step_id]
+
+    async def _still_admitted(self, step: VmStep, patching: VmPatching, vm_task: VmTask) -> bool:
+        """Does the VM's window still admit it now? If not (or if asking failed), it is released."""
+        window = self._wave_task.wave.window
+        if not window:
+            return True
+        try:
+            if await self._gate.admits_now(window, step):
+                return True
+        except ActivityError:
+            await patching.release(vm_task)
+            raise
+        await patching.release(vm_task)
+        return False
+
+    def _vm_task(self, step: VmStep, *, assess: bool) -> VmTask:
+        task = self._wave_task
+        expires = workflow.now() + timedelta(seconds=step.policy.snapshot_ttl_s)
+        return VmTask(task.run_id, step, expires.isoformat(timespec="seconds"), assess=assess)
+
+    def _recount(self, step: VmStep, counted: VmOutcome, instead: VmOutcome) -> None:
+        """``instead`` replaces the outcome counted already (against the budget only once)."""
+        self._counts[counted.status.value] -= 1
+        if self._against_budget(counted.status):
+            self._count(instead.status)
+        else:
+            self._record(step, instead)
+
+    def _against_budget(self, status: StepStatus) -> bool:
+        rolled_back = self._wave_task.count_rolled_back and status is StepStatus.ROLLED_BACK
+        return status is StepStatus.FAILED or rolled_back
+
     async def _patch_vm(self, step: VmStep, *, assess_in_child: bool) -> VmOutcome:
         task = self._wave_task
         expires = workflow.now() + timedelta(seconds=step.policy.snapshot_ttl_s)
@@ -197,8 +368,7 @@ class WaveBatch:
     def _record(self, step: VmStep, outcome: VmOutcome) -> None:
         self._count(outcome.status)
         task = self._wave_task
-        rolled_back = task.count_rolled_back and outcome.status is StepStatus.ROLLED_BACK
-        if outcome.status is not StepStatus.FAILED and not rolled_back:
+        if not self._against_budget(outcome.status):
             return
         self._failed += 1
         self._failed_names.append(step.vm.name)

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         PatchResult,
         RebootResult,
         RevertResult,
+        SnapshotRelease,
         SnapshotResult,
         UpdaterPause,
         VmOutcomeRecord,
@@ -134,6 +135,8 @@ class VmPatching:
         self.stage = VmStage("start")
         self._outcome: VmOutcome | None = None  # what is known so far (snapshot id, changes, reboot)
         self._paused = False  # the automatic updater's pause was asked for: restore it at the end
+        self._snapshotting = False  # a snapshot was asked for: a release looks for it on the platform
+        self._settled = False  # settle() ran: the updater restored, the CVEs proved
 
     def _enter(self, stage: str) -> None:
         self.stage = VmStage(stage, workflow.now().isoformat(timespec="seconds"))
@@ -171,6 +174,90 @@ class VmPatching:
             await self._assess(task, queue)
         return outcome
 
+    # ---------------------------------------------------------------- prepared ahead of the slot
+    # ``WaveBatch`` with ``prepare_ahead``: prepare() outside the wave's concurrency slot, then apply()
+    # inside it, finish() after it — or release() when the VM will not be patched now.
+
+    async def prepare(self, task: VmTask) -> VmOutcome | None:
+        """Baseline health, safeguards and snapshot, ahead of the VM's concurrency slot: None when it is
+        ready for apply(), else its outcome (recorded; not touched). Cancelled meanwhile: the VM is
+        released (its snapshot deleted, its updater restored) and recorded SKIPPED."""
+        queue = site_queue(task.step.vm.site)
+        started = workflow.now().isoformat(timespec="seconds")
+        self._outcome = VmOutcome(task.step.step_id, task.step.vm, StepStatus.RUNNING, started_at=started)
+        try:
+            ended = await self._prepare(task, queue)
+        except asyncio.CancelledError:
+            await shielded(self.cancelled_before_patch(task))
+            raise
+        if ended is not None:
+            return await self.finish(task, ended)
+        self._enter("ready")
+        return None
+
+    async def apply(self, task: VmTask) -> VmOutcome:
+        """Inside the slot: patch, reboot, verify — reverted on failure. Cancelled meanwhile: reverted
+        (the guest may be half-patched), its updater restored, the outcome recorded."""
+        queue = site_queue(task.step.vm.site)
+        try:
+            return await self._apply(task, queue)
+        except asyncio.CancelledError:
+            reverted = await shielded(self._reverting(task, queue, "run cancelled while patching"))
+            await shielded(self._restore_updater(task, queue))
+            await shielded(self._record(task, queue, reverted, assessed_later=False))
+            raise
+
+    async def settle(self, task: VmTask, outcome: VmOutcome) -> VmOutcome:
+        """Restore the automatic updater and prove the CVEs (``run --cve``): the final outcome. The
+        caller settles a ``run --cve`` VM inside its slot, so the failure budget counts a CVE still
+        open before the next VM starts; any other VM is settled by :meth:`finish`."""
+        if self._settled:
+            return outcome
+        self._settled = True
+        queue = site_queue(task.step.vm.site)
+        await self._restore_updater(task, queue)
+        if task.step.policy.update_mode is UpdateMode.CVE and proved(outcome):
+            outcome = await self._prove(task, queue, outcome)
+        return outcome
+
+    async def finish(self, task: VmTask, outcome: VmOutcome) -> VmOutcome:
+        """After the slot: settle (unless the caller did) and record the outcome. The caller assesses a
+        patched or rolled-back VM next."""
+        outcome = await self.settle(task, outcome)
+        return await self._record(task, site_queue(task.step.vm.site), outcome)
+
+    async def release(self, task: VmTask) -> str:
+        """A prepared VM that will not be patched now: its snapshot deleted (never reverted: the guest
+        was not changed, a revert would throw away what it wrote since) and its automatic updater
+        restored. Nothing recorded: the caller says why. Returns what happened to the snapshot."""
+        queue = site_queue(task.step.vm.site)
+        self._enter("release")
+        note = ""
+        if self._snapshotting:
+            try:
+                done = await call(
+                    ActivityName.VM_RELEASE_SNAPSHOT, task, result_type=SnapshotRelease, queue=queue
+                )
+                if done.snapshot_ids:
+                    note = f"its snapshot {', '.join(done.snapshot_ids)} released"
+            except ActivityError as err:
+                note = f"releasing its snapshot failed (it expires with the run's): {describe(err)}"
+                workflow.logger.warning(
+                    "releasing the snapshot of %s failed: %s", task.step.vm, describe(err)
+                )
+        await self._restore_updater(task, queue)
+        self._paused = self._snapshotting = False
+        self._outcome = replace(self._known, snapshot_id="")
+        return note
+
+    async def cancelled_before_patch(self, task: VmTask) -> None:
+        """The run was cancelled before this prepared VM's patch: released and recorded SKIPPED
+        (a resumed run takes it again)."""
+        note = await self.release(task)
+        why = "not attempted: run cancelled" + (f"; {note}" if note else "")
+        outcome = replace(self._known, status=StepStatus.SKIPPED, error=why)
+        await self._record(task, site_queue(task.step.vm.site), outcome, assessed_later=False)
+
     async def _prove(self, task: VmTask, queue: str, outcome: VmOutcome) -> VmOutcome:
         """``run --cve``: re-assess after the health checks and prove each targeted CVE; one still
         open fails the VM's goal (a patched VM becomes FAILED, a rolled-back one says which CVEs stay open)."""
@@ -192,6 +279,11 @@ class VmPatching:
     async def _assess(self, task: VmTask, queue: str) -> None:
         self._enter("assess")
         await assess(task, queue)
+
+    @property
+    def outcome(self) -> VmOutcome:
+        """What is known of the VM's patch so far."""
+        return self._known
 
     @property
     def _known(self) -> VmOutcome:
@@ -216,6 +308,14 @@ class VmPatching:
         return outcome
 
     async def _attempt(self, task: VmTask, queue: str) -> VmOutcome:
+        ended = await self._prepare(task, queue)
+        if ended is not None:
+            return ended
+        return await self._apply(task, queue)
+
+    async def _prepare(self, task: VmTask, queue: str) -> VmOutcome | None:
+        """Baseline health, safeguards, snapshot: None when the VM is ready to patch, else its
+        outcome (not touched: skipped or failed before any change)."""
         self._enter("baseline")
         try:
             baseline = await call(
@@ -235,11 +335,16 @@ class VmPatching:
             if refused is not None:
                 return refused
         self._enter("snapshot")
+        self._snapshotting = True
         try:
             snap = await call(ActivityName.VM_SNAPSHOT, task, result_type=SnapshotResult, queue=queue)
         except ActivityError as err:
             return replace(self._known, status=StepStatus.FAILED, error=f"snapshot failed: {describe(err)}")
         self._learn(snapshot_id=snap.snapshot_id)
+        return None
+
+    async def _apply(self, task: VmTask, queue: str) -> VmOutcome:
+        """Patch, reboot, verify; reverted when any of it failed."""
         try:
             await self._patch_and_verify(task, queue)
         except PatchFailed as failure:

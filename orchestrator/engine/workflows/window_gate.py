@@ -7,7 +7,8 @@ A VM of a wave bound to a window starts only when :func:`orchestrator.windows.ad
 the planner's rule: the window is open and ``now + estimate + rollback <= end - cutoff``.
 Otherwise the run waits durably (a timer) until :func:`orchestrator.windows.retry_at`: the
 window's opening, or the end of an occurrence that is too far gone (then the next one). In-flight
-VMs are never interrupted. The occurrence comes from the ``window_slot`` activity
+VMs are never interrupted (a VM prepared ahead of its concurrency slot is admitted again, without
+waiting, when it takes the slot: :meth:`WindowGate.admits_now`). The occurrence comes from the ``window_slot`` activity
 (:func:`orchestrator.windows.occurrence_at`; the cron/RRULE, time zone and blackout dates live in
 the worker's settings), so the gate decides exactly as the planner's
 :func:`orchestrator.windows.next_admission` predicts. Before sleeping until a window opens,
@@ -103,6 +104,13 @@ class WindowGate:
                 now = self._now()
             if wake > now:
                 await self._sleep(wake - now)
+
+    async def admits_now(self, window: str, step: VmStep) -> bool:
+        """Would ``step`` start in ``window`` now (no waiting)? A VM prepared ahead of its slot asks
+        again when it takes the slot: the window may have moved on while it waited."""
+        now = self._now()
+        occurrence = occurrence_of(await self._slot(window, now))
+        return occurrence is not None and admits(occurrence, now, step.est_duration_s + step.est_rollback_s)
 
     async def _slot(self, window: str, now: datetime) -> WindowSlot:
         cached = self._slots.get(window)

@@ -51,12 +51,13 @@ def receiver() -> AsyncIterator[Endpoint]:
         yield endpoint
 
 
-@pytest.fixture
-def bed(tmp_path: Path, receiver: Endpoint) -> DriverBed:
+@pytest.fixture(params=[0, 1], ids=["prepared-in-slot", "prepared-ahead"])
+def bed(tmp_path: Path, receiver: Endpoint, request: pytest.FixtureRequest) -> DriverBed:
+    """``[policy] prepare_ahead`` 0 and 1: the proof and the budget are the same either way."""
     specs = (GuestSpec("pw-cve-1"), GuestSpec("pw-cve-2", broken_after_patch=True), GuestSpec("pw-cve-3"),
              GuestSpec("pw-cve-4"))  # fmt: skip
     made = build(tmp_path / "bed", specs, port=unused_port(), budget=2, windows={"yearly": CLOSED},
-                 group_windows={"main": "yearly"})  # fmt: skip
+                 group_windows={"main": "yearly"}, policy=f"prepare_ahead = {request.param}")  # fmt: skip
     (made.guests["pw-cve-4"].state / "installed").write_text("demo-app 1.1\nopenssl 3.0.11\n")
     with made.config.open("a") as config:
         config.write(f'\n[notifications]\nurls = ["{receiver.url()}"]\n')

@@ -184,6 +184,7 @@ ERRORS = [
     ("[policy]\nconcurency = 2\n", "policy.concurency", "did you mean 'concurrency'?"),
     ("[polcy]\nconcurrency = 2\n", "polcy", "did you mean 'policy'?"),
     ("[policy]\nconcurrency = 0\n", "policy.concurrency", "between 1 and"),
+    ("[policy]\nprepare_ahead = -1\n", "policy.prepare_ahead", "between 0 and"),
     ('[policy]\nconcurrency = "two"\n', "policy.concurrency", "must be an integer"),
     ('[policy]\nreboot = "sometimes"\n', "policy.reboot", "if-required"),
     ('[policy]\npatch_timeout = "soon"\n', "policy.patch_timeout", '"10m"'),

@@ -58,3 +58,6 @@ def test_activity_slots_follow_the_configured_concurrency_so_a_wave_never_waits_
     )
     assert activity_slots(_settings(groups)) >= 20 + 30 + SLOT_HEADROOM  # both groups may be in flight
     assert activity_slots(_settings("[policy]\nconcurrency = 1000\n")) == 512  # capped
+    # VMs prepared ahead of the slots run activities too (baseline health, snapshot)
+    ahead = activity_slots(_settings("[policy]\nconcurrency = 20\nprepare_ahead = 20\n"))
+    assert ahead >= 40 + SLOT_HEADROOM

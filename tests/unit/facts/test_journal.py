@@ -54,6 +54,7 @@ EXAMPLES: dict[Action, tuple[Detail | None, Detail]] = {
                               ServicesDetail(("nginx.service", "dbus.service"), ("dbus.service",))),
     Action.VERIFY_HEALTH: (None, HEALTH),
     Action.REVERT: (SnapshotDetail("snap-7"), SnapshotDetail("snap-7")),
+    Action.RELEASE_SNAPSHOT: (SnapshotDetail("snap-8"), SnapshotDetail("snap-8")),
     Action.HOST_PATCH: (HostPatchIntent("7.0.3-1"), HostPatchDetail(True, True, "7.0.3-2")),
     Action.HOST_ASSESS: (None, HostAssessDetail(CHANGES, ("demo-app",), True, "6.1.0")),
     Action.HOST_REBOOT: (HostRebootDetail("2026-05-09T20:00:00+00:00"), HostRebootDetail()),

@@ -181,6 +181,21 @@ def test_the_snapshot_registry_records_intent_before_the_id(store: FactStore) ->
         store.mark_snapshot("r1", "vm:lab:never", "deleted")
 
 
+def test_a_released_snapshot_is_registered_anew_when_its_step_is_taken_again(store: FactStore) -> None:
+    """A VM prepared ahead and released (its snapshot deleted) is prepared again by a resumed run: the
+    new snapshot is "created" and cleaned up like any other, not lost under the old "deleted" state."""
+    store.register_snapshot_intent("r1", "vm:lab:uuid-1", VM, "pw-r1-abc", expires_at=T0)
+    store.register_snapshot_created("r1", "vm:lab:uuid-1", "snap-1")
+    store.mark_snapshot("r1", "vm:lab:uuid-1", "deleted")
+    later = T0 + timedelta(hours=1)
+    store.register_snapshot_intent("r1", "vm:lab:uuid-1", VM, "pw-r1-abc", expires_at=later)
+    again = store.snapshot("r1", "vm:lab:uuid-1")
+    assert again is not None and (again.state, again.snapshot_id) == ("intent", "")
+    assert datetime.fromisoformat(again.expires_at) == later
+    store.register_snapshot_created("r1", "vm:lab:uuid-1", "snap-2")
+    assert [(s.snapshot_id, s.state) for s in store.snapshots(run_id="r1")] == [("snap-2", "created")]
+
+
 def test_expired_snapshots_are_the_live_ones_past_their_ttl(store: FactStore) -> None:
     for step, hours, state in (("a", 1, "created"), ("b", 10, "kept"), ("c", 1, "deleted")):
         store.register_snapshot_intent("r1", step, VM, f"n-{step}", expires_at=T0 + timedelta(hours=hours))

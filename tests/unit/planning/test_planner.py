@@ -138,6 +138,24 @@ order = ["canary", "main"]
     assert [w.concurrency for w in p.waves] == [1]  # the strictest group in the wave
 
 
+def test_a_wave_prepares_ahead_as_few_vms_as_its_strictest_group_and_a_plan_without_keeps_its_id() -> None:
+    groups = """
+[policy]
+prepare_ahead = 4
+[[groups]]
+name = "webs"
+match = { names = ["web-*"] }
+[groups.policy]
+prepare_ahead = 1
+"""
+    assert [w.prepare_ahead for w in plan([EAST], settings(groups)).waves] == [1]
+    assert [w.prepare_ahead for w in plan([WEST], settings(groups)).waves] == [4]
+    without, zero = plan([EAST], settings()), plan([EAST], settings("[policy]\nprepare_ahead = 0\n"))
+    assert [w.prepare_ahead for w in without.waves] == [0] and zero.plan_id == without.plan_id
+    # the plan id hashes prepare_ahead only when set: plans written before it keep their ids
+    assert plan([EAST], settings("[policy]\nprepare_ahead = 2\n")).plan_id != without.plan_id
+
+
 def test_step_ids_are_stable_and_vms_are_sorted_by_site_and_name() -> None:
     p = plan([WEST, EAST], settings())
     assert [s.step_id for s in p.vm_steps] == [
