@@ -145,6 +145,8 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="where the state directories go (default: the temp dir)")
     parser.add_argument("--one", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.dir:
+        Path(args.dir).mkdir(parents=True, exist_ok=True)
     if args.one:
         print(json.dumps(asyncio.run(one(args, args.one))))
         return
