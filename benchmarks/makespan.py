@@ -9,7 +9,9 @@ the orchestration's overhead per VM (round trips to Temporal, platform calls, gu
 
 Configurations run interleaved (every size and concurrency once, then again, ``--repeat`` times), so
 a slow moment of the machine does not land on one configuration only; each line is one run, the last
-lines the median ratio per configuration. The load average is printed with each run.
+lines the median ratio per configuration. The load average is printed with each run. ``--breakdown``
+adds CPU per VM by process, each activity's mean duration and how the wave's slots were used
+(:func:`slot_use`: before the first patch, in the slot, idle at batch ends and elsewhere).
 
     python benchmarks/makespan.py                               # 20,100,500 VMs x C=10,20, step 5 s
     python benchmarks/makespan.py --vms 500 --concurrency 20 --repeat 3
@@ -117,6 +119,79 @@ async def breakdown(client: Client, run_id: str, n: int, cpu: dict[str, float]) 
             round(sum(found.activities.values()) / n, 1)}  # fmt: skip
 
 
+async def slot_use(client: Client, run_id: str, concurrency: int, step_s: float) -> dict:
+    """How the wave's C concurrency slots were used, from Temporal's histories: a VM holds a slot from
+    its ``vm_patch`` start to its ``vm_verify_health`` end. In seconds of makespan: before the first
+    patch (discovery, planning, the first VMs' preparation); the slot time per VM over the step (the
+    work inside the slot); the slots left idle around each batch's end (from the batch's last patch
+    start until the next batch fills every slot: its last VMs drain one by one, the next batch starts
+    and prepares its first VMs) as the last batch drains, and elsewhere (hand-offs from one VM to the next); after the last
+    verification (recording, assessing, cleanup, the run's end)."""
+    from tests.support.histories import run_executions
+
+    started_at, ended_at, batches = math.inf, 0.0, []
+    async for execution in run_executions(client, run_id):
+        history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
+        if execution.workflow_type == "PatchRun":
+            started_at = min(started_at, history.events[0].event_time.ToDatetime().timestamp())
+            ended_at = max(ended_at, history.events[-1].event_time.ToDatetime().timestamp())
+        if execution.workflow_type != "WaveBatch":
+            continue
+        names, spans = {}, {}  # scheduled event id -> (activity, vm); vm -> [slot start, slot end]
+        for event in history.events:
+            at = event.event_time.ToDatetime().timestamp()
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                attrs = event.activity_task_scheduled_event_attributes
+                if attrs.activity_type.name in ("vm_patch", "vm_verify_health"):
+                    task = json.loads(attrs.input.payloads[0].data)
+                    names[event.event_id] = (attrs.activity_type.name, json.dumps(task["step"]["vm"]))
+            elif event.HasField("activity_task_started_event_attributes"):
+                name, vm = names.get(
+                    event.activity_task_started_event_attributes.scheduled_event_id, ("", "")
+                )
+                if name == "vm_patch":
+                    span = spans.setdefault(vm, [at, at])
+                    span[0] = min(span[0], at)
+            elif event.HasField("activity_task_completed_event_attributes"):
+                name, vm = names.get(
+                    event.activity_task_completed_event_attributes.scheduled_event_id, ("", "")
+                )
+                if name == "vm_verify_health" and vm in spans:
+                    spans[vm][1] = max(spans[vm][1], at)
+        if spans:
+            batches.append(sorted(spans.values()))
+    batches.sort()
+    spans = [span for batch in batches for span in batch]
+    if not spans:
+        return {}
+    first, last = spans[0][0], max(end for _, end in spans)
+    moments = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+
+    def idle(lo: float, hi: float) -> float:  # slot-seconds idle in [lo, hi]
+        busy, at, total = 0, lo, 0.0
+        for t, change in moments:
+            if t > lo:
+                total += max(0.0, concurrency - busy) * (min(t, hi) - at)
+                at = min(t, hi)
+            if t >= hi:
+                break
+            busy += change
+        return total + max(0.0, concurrency - busy) * (hi - at)
+
+    boundary = 0.0
+    for done, following in itertools.pairwise(batches):
+        filled = following[min(concurrency, len(following)) - 1][0]  # its C-th patch start
+        boundary += idle(done[-1][0], filled)
+    total, drain = idle(first, last), idle(batches[-1][-1][0], last)
+    return {"before_first_patch_s": round(first - started_at, 1),
+            "slot_s_per_vm": round(statistics.mean(b - a for a, b in spans), 3),
+            "over_step_in_slot_s": round(statistics.mean(b - a for a, b in spans) - step_s, 3),
+            "batches": len(batches), "idle_at_batch_ends_s": round(boundary / concurrency, 1),
+            "final_drain_s": round(drain / concurrency, 1),
+            "idle_elsewhere_s": round((total - boundary - drain) / concurrency, 1),
+            "after_last_verify_s": round(ended_at - last, 1)}  # fmt: skip
+
+
 async def one(
     n: int, concurrency: int, step_s: float, workdir: Path, *, ahead: int = 0, explain: bool = False
 ) -> dict:
@@ -158,6 +233,8 @@ async def one(
             makespan = time.monotonic() - started
             cpu = {k: v - cpu_before[k] for k, v in cpu_seconds().items()}
             explained = await breakdown(session.client, request.run_id, n, cpu) if explain else None
+            if explained is not None:
+                explained["slots"] = await slot_use(session.client, request.run_id, concurrency, step_s)
         bound = math.ceil(n / concurrency) * step_s
         patched_once = all(g.upgrades() == 1 for g in guests.values())
         return {"vms": n, "concurrency": concurrency, "ahead": ahead, "step_s": step_s, "status": summary.status,
