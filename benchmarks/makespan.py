@@ -120,13 +120,14 @@ async def breakdown(client: Client, run_id: str, n: int, cpu: dict[str, float]) 
 
 
 async def slot_use(client: Client, run_id: str, concurrency: int, step_s: float) -> dict:
-    """How the wave's C concurrency slots were used, from Temporal's histories: a VM holds a slot from
-    its ``vm_patch`` start to its ``vm_verify_health`` end. In seconds of makespan: before the first
-    patch (discovery, planning, the first VMs' preparation); the slot time per VM over the step (the
-    work inside the slot); the slots left idle around each batch's end (from the batch's last patch
-    start until the next batch fills every slot: its last VMs drain one by one, the next batch starts
-    and prepares its first VMs) as the last batch drains, and elsewhere (hand-offs from one VM to the next); after the last
-    verification (recording, assessing, cleanup, the run's end)."""
+    """How the wave's C concurrency slots were used (the benchmark's plan is one wave), from Temporal's
+    histories: a VM holds a slot from its ``vm_patch`` start to its ``vm_verify_health`` end. In
+    seconds of makespan (idle slot-seconds / C), adding up to the makespan: before the first patch
+    (discovery, planning, the first VMs' preparation); the slot time per VM and its excess over the
+    step (the work inside the slot); the slots left idle around each batch's end (from the batch's
+    last patch start until the next batch fills every slot: its last VMs drain one by one, the next
+    batch starts and prepares its first VMs); as the last batch drains; elsewhere (from one VM to the
+    next in a slot); after the last verification (recording, assessing, cleanup, the run's end)."""
     from tests.support.histories import run_executions
 
     started_at, ended_at, batches = math.inf, 0.0, []
