@@ -127,7 +127,8 @@ async def slot_use(client: Client, run_id: str, concurrency: int, step_s: float)
     step (the work inside the slot); the slots left idle around each batch's end (from the batch's
     last patch start until the next batch fills every slot: its last VMs drain one by one, the next
     batch starts and prepares its first VMs); as the last batch drains; elsewhere (from one VM to the
-    next in a slot); after the last verification (recording, assessing, cleanup, the run's end)."""
+    next in a slot); after the last verification (recording, assessing, cleanup, the run's end). And
+    ``most_in_slots``: the most VMs between patch start and verification end at once (at most C)."""
     from tests.support.histories import run_executions
 
     started_at, ended_at, batches = math.inf, 0.0, []
@@ -179,6 +180,10 @@ async def slot_use(client: Client, run_id: str, concurrency: int, step_s: float)
             busy += change
         return total + max(0.0, concurrency - busy) * (hi - at)
 
+    busy, most = 0, 0
+    for _, change in moments:
+        busy += change
+        most = max(most, busy)
     boundary = 0.0
     for done, following in itertools.pairwise(batches):
         filled = following[min(concurrency, len(following)) - 1][0]  # its C-th patch start
@@ -187,7 +192,7 @@ async def slot_use(client: Client, run_id: str, concurrency: int, step_s: float)
     return {"before_first_patch_s": round(first - started_at, 1),
             "slot_s_per_vm": round(statistics.mean(b - a for a, b in spans), 3),
             "over_step_in_slot_s": round(statistics.mean(b - a for a, b in spans) - step_s, 3),
-            "batches": len(batches), "idle_at_batch_ends_s": round(boundary / concurrency, 1),
+            "most_in_slots": most, "batches": len(batches), "idle_at_batch_ends_s": round(boundary / concurrency, 1),
             "final_drain_s": round(drain / concurrency, 1),
             "idle_elsewhere_s": round((total - boundary - drain) / concurrency, 1),
             "after_last_verify_s": round(ended_at - last, 1)}  # fmt: skip
