@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -31,10 +31,11 @@ from orchestrator.facts.actions import Action, Phase
 from orchestrator.facts.details import PatchIntent
 from orchestrator.facts.records import StepRecord
 from orchestrator.facts.store import FactStore
-from orchestrator.model import RunRequest, RunSummary, StepStatus, VmPolicy, VmStep, vm_step_id
+from orchestrator.model import RunSummary, StepStatus, VmPolicy, VmStep, vm_step_id
 from providers.base import VmRef
 from tests.support.guest_disks import DiskBridge
 from tests.support.loopback import unused_port
+from tests.support.rollouts import Rollout, made
 from tests.support.testbed import DriverBed, GuestSpec, build
 
 pytestmark = pytest.mark.e2e
@@ -43,25 +44,13 @@ RUN_ID = "run-ahead"
 AHEAD = "prepare_ahead = 1"  # the bed's health_deadline is 3 s: worst-case rollback 6 s
 
 
-class Rollout:
+class AheadRollout(Rollout):
+    """A rollout whose reverts bring the fake guests' "disks" back, with its journal at hand."""
+
     def __init__(self, env: WorkflowEnvironment, bed: DriverBed) -> None:
-        self.env, self.bed = env, bed
-        self.settings = load_settings(bed.config)
-        self.facts = FactStore(self.settings.state.facts_path)
-        # A revert in libvirt brings the fake guest's "disk" back, as a real VM's would.
-        self.bridge = DiskBridge({bed.uuids[name]: guest for name, guest in bed.guests.items()})
-        self.ctx = Context(self.settings, self.facts, opener=self.bridge.opener)
-        self.request = RunRequest(run_id=RUN_ID, config_digest=self.settings.digest, requested_by="test")
-
-    def close(self) -> None:
-        self.ctx.close()
-        self.facts.close()
-
-    def vm(self, name: str) -> VmRef:
-        return VmRef("td", self.bed.uuids[name], name)
-
-    def step_id(self, name: str) -> str:
-        return vm_step_id(self.vm(name))
+        bridge = DiskBridge({bed.uuids[name]: guest for name, guest in bed.guests.items()})
+        super().__init__(env, bed, RUN_ID, bridge=bridge)
+        self.bridge: DiskBridge = bridge
 
     def journal(self, name: str) -> list[StepRecord]:
         return self.facts.step_history(RUN_ID, self.step_id(name))
@@ -73,9 +62,6 @@ class Rollout:
             if r.action is not Action.BASELINE_HEALTH
         ]
 
-    def snapshots(self, name: str) -> list:
-        return self.ctx.provider("td").list_snapshots(self.vm(name))
-
     def released(self) -> list[str]:
         return [
             n for n in self.bed.guests if any(r.action is Action.RELEASE_SNAPSHOT for r in self.journal(n))
@@ -86,16 +72,8 @@ class Rollout:
 
 
 @pytest.fixture
-def rollout_factory(env: WorkflowEnvironment) -> Iterator:
-    made: list[Rollout] = []
-
-    def make(bed: DriverBed) -> Rollout:
-        made.append(Rollout(env, bed))
-        return made[-1]
-
-    yield make
-    for rollout in made:
-        rollout.close()
+def rollout_factory(env: WorkflowEnvironment) -> Iterator[Callable[[DriverBed], AheadRollout]]:
+    yield from made(lambda bed: AheadRollout(env, bed))
 
 
 async def until(check, what: str, *, seconds: float = 60.0) -> None:
@@ -106,7 +84,7 @@ async def until(check, what: str, *, seconds: float = 60.0) -> None:
     raise AssertionError(f"not seen within {seconds:.0f} s: {what}")
 
 
-def prepared(rollout: Rollout, name: str) -> bool:
+def prepared(rollout: AheadRollout, name: str) -> bool:
     """``name`` has its snapshot and no patch yet: prepared, waiting for a slot."""
     actions = rollout.actions(name)
     return ("snapshot", "result") in actions and ("patch", "intent") not in actions
@@ -239,7 +217,7 @@ async def test_cancelling_the_run_reverts_the_vm_patching_while_others_wait_for_
     assert rollout.facts.get_run(RUN_ID).status == "cancelled"
 
 
-def assert_reverted_on_cancel(rollout: Rollout, name: str) -> None:
+def assert_reverted_on_cancel(rollout: AheadRollout, name: str) -> None:
     reverted = rollout.facts.outcome(RUN_ID, rollout.step_id(name))
     assert reverted is not None, f"{name}: reverted, but its outcome was never recorded"
     assert reverted.status is StepStatus.ROLLED_BACK and "run cancelled while patching" in reverted.error

@@ -9,6 +9,7 @@ checked against local wall-clock times computed here independently of orchestrat
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,14 +17,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from orchestrator.config.loader import load_settings
-from orchestrator.context import Context
 from orchestrator.engine.runs import start_run
 from orchestrator.engine.workers import workers
-from orchestrator.facts.store import FactStore
-from orchestrator.model import RunRequest, RunSummary, StepStatus, VmOutcome, vm_step_id
+from orchestrator.model import RunSummary, StepStatus, VmOutcome
 from providers.base import VmRef
 from tests.support.loopback import unused_port
+from tests.support.rollouts import Rollout, made
 from tests.support.testbed import DriverBed, GuestSpec, build
 
 pytestmark = pytest.mark.e2e
@@ -31,23 +30,7 @@ pytestmark = pytest.mark.e2e
 BERLIN, KOLKATA, NEW_YORK = ZoneInfo("Europe/Berlin"), ZoneInfo("Asia/Kolkata"), ZoneInfo("America/New_York")
 
 
-class Rollout:
-    def __init__(self, env: WorkflowEnvironment, bed: DriverBed) -> None:
-        self.env, self.bed = env, bed
-        self.settings = load_settings(bed.config)
-        self.facts = FactStore(self.settings.state.facts_path)
-        self.ctx = Context(self.settings, self.facts)
-        self.request = RunRequest(
-            run_id="run-windows", config_digest=self.settings.digest, requested_by="test"
-        )
-
-    def close(self) -> None:
-        self.ctx.close()
-        self.facts.close()
-
-    def step_id(self, name: str) -> str:
-        return vm_step_id(VmRef("td", self.bed.uuids[name], name))
-
+class WindowRollout(Rollout):
     async def run(self) -> dict[str, VmOutcome]:
         async with workers(self.env.client, self.ctx):
             handle = await start_run(self.env.client, self.request)
@@ -57,16 +40,8 @@ class Rollout:
 
 
 @pytest.fixture
-def rollout_factory(env: WorkflowEnvironment):
-    made: list[Rollout] = []
-
-    def make(bed: DriverBed) -> Rollout:
-        made.append(Rollout(env, bed))
-        return made[-1]
-
-    yield make
-    for rollout in made:
-        rollout.close()
+def rollout_factory(env: WorkflowEnvironment) -> Iterator[Callable[[DriverBed], WindowRollout]]:
+    yield from made(lambda bed: WindowRollout(env, bed, "run-windows"))
 
 
 TWO = (GuestSpec("pw-a"), GuestSpec("pw-b"))

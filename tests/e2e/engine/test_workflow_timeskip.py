@@ -10,6 +10,7 @@ which the test server skips: a 6 h soak costs nothing. Times asserted are workfl
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,18 +20,16 @@ from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
 
 from orchestrator import operations
-from orchestrator.config.loader import load_settings
-from orchestrator.context import Context
 from orchestrator.engine.payloads import ApprovalRequest
 from orchestrator.engine.runs import progress, resume_run, start_run
 from orchestrator.engine.workers import workers
 from orchestrator.engine.workflows.patch_run import PatchRun
 from orchestrator.facts.actions import Action
-from orchestrator.facts.store import FactStore
-from orchestrator.model import RunRequest, RunSummary, StepStatus, vm_step_id
+from orchestrator.model import RunSummary, StepStatus, vm_step_id
 from orchestrator.windows import next_window
 from providers.base import VmRef
 from tests.support.loopback import unused_port
+from tests.support.rollouts import Rollout, made
 from tests.support.testbed import DriverBed, GuestSpec, build
 
 pytestmark = pytest.mark.e2e
@@ -43,39 +42,9 @@ def make_bed(tmp_path: Path, specs=SPECS, **kwargs) -> DriverBed:
     return build(tmp_path / "bed", specs, port=unused_port(), **kwargs)
 
 
-class Rollout:
-    """Workers for one testbed on the test server's client; one Context = one libvirt connection."""
-
-    def __init__(self, env: WorkflowEnvironment, bed: DriverBed) -> None:
-        self.env = env
-        self.bed = bed
-        self.settings = load_settings(bed.config)
-        self.facts = FactStore(self.settings.state.facts_path)
-        self.ctx = Context(self.settings, self.facts)
-        self.request = RunRequest(run_id=RUN_ID, config_digest=self.settings.digest, requested_by="test")
-
-    def close(self) -> None:
-        self.ctx.close()
-        self.facts.close()
-
-    def vm(self, name: str) -> VmRef:
-        return VmRef("td", self.bed.uuids[name], name)
-
-    def snapshots(self, name: str) -> list:
-        return self.ctx.provider("td").list_snapshots(self.vm(name))
-
-
 @pytest.fixture
-def rollout_factory(env: WorkflowEnvironment):
-    made: list[Rollout] = []
-
-    def make(bed: DriverBed) -> Rollout:
-        made.append(Rollout(env, bed))
-        return made[-1]
-
-    yield make
-    for rollout in made:
-        rollout.close()
+def rollout_factory(env: WorkflowEnvironment) -> Iterator[Callable[[DriverBed], Rollout]]:
+    yield from made(lambda bed: Rollout(env, bed, RUN_ID))
 
 
 async def run_to_end(rollout: Rollout) -> RunSummary:
