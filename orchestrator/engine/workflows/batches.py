@@ -194,19 +194,12 @@ class WaveBatch:
             if self._halted:
                 self._skip(step, f"not attempted: {self._halted}")
                 return
-            self._running[step.step_id] = VmProgress(
-                step.vm.name, step.vm.site, step.ring, StepStatus.RUNNING, step_id=step.step_id,
-                channel=step.channel, started=workflow.now().isoformat(timespec="seconds"),
-                est_s=step.est_duration_s,
-            )  # fmt: skip
+            self._running[step.step_id] = self._progress_row(step)
             after_slot = workflow.patched(ASSESS_AFTER_SLOT)
             outcome = await self._patch_vm(step, assess_in_child=not after_slot)
             del self._running[step.step_id]
             self._record(step, outcome)
-            if outcome.status is StepStatus.ROLLED_BACK:
-                event = NotifyEvent.VM_ROLLED_BACK
-                await self._notices.send(event, key=f"{event}:{step.step_id}",
-                                         step_id=step.step_id, outcome=outcome)  # fmt: skip
+            await self._notify_rolled_back(step, outcome)
         # The slot is free for the next VM: the assessment (six guest commands) is no part of the patch.
         if after_slot and outcome.status in (StepStatus.SUCCEEDED, StepStatus.ROLLED_BACK):
             await assess(VmTask(self._wave_task.run_id, step, ""), site_queue(step.vm.site))
@@ -234,10 +227,7 @@ class WaveBatch:
                     self._skip(step, f"not attempted: {refused}")
                     return
                 outcome = await self._prepared(step, slots, permit)
-        if outcome.status is StepStatus.ROLLED_BACK:
-            event = NotifyEvent.VM_ROLLED_BACK
-            await self._notices.send(event, key=f"{event}:{step.step_id}",
-                                     step_id=step.step_id, outcome=outcome)  # fmt: skip
+        await self._notify_rolled_back(step, outcome)
         if outcome.status in (StepStatus.SUCCEEDED, StepStatus.ROLLED_BACK):
             await assess(VmTask(self._wave_task.run_id, step, ""), site_queue(step.vm.site))
 
@@ -253,11 +243,7 @@ class WaveBatch:
         """Prepare, then patch in a slot: the outcome (counted), or None when the window stopped
         admitting the prepared VM (released, to be admitted again)."""
         vm_task = self._vm_task(step, assess=False)
-        self._running[step.step_id] = VmProgress(
-            step.vm.name, step.vm.site, step.ring, StepStatus.RUNNING, step_id=step.step_id,
-            channel=step.channel, started=workflow.now().isoformat(timespec="seconds"),
-            est_s=step.est_duration_s,
-        )  # fmt: skip
+        self._running[step.step_id] = self._progress_row(step)
         self._patching[step.step_id] = patching = VmPatching(look_up_outcome=False)
         try:
             ended = await patching.prepare(vm_task)
@@ -315,6 +301,21 @@ class WaveBatch:
         await patching.release(vm_task)
         return False
 
+    def _progress_row(self, step: VmStep) -> VmProgress:
+        """The live view's row of a VM the batch starts now."""
+        return VmProgress(
+            step.vm.name, step.vm.site, step.ring, StepStatus.RUNNING, step_id=step.step_id,
+            channel=step.channel, started=workflow.now().isoformat(timespec="seconds"),
+            est_s=step.est_duration_s,
+        )  # fmt: skip
+
+    async def _notify_rolled_back(self, step: VmStep, outcome: VmOutcome) -> None:
+        """A VM rolled back is news for the stakeholders (once per step: the notice's key)."""
+        if outcome.status is StepStatus.ROLLED_BACK:
+            event = NotifyEvent.VM_ROLLED_BACK
+            await self._notices.send(event, key=f"{event}:{step.step_id}",
+                                     step_id=step.step_id, outcome=outcome)  # fmt: skip
+
     def _vm_task(self, step: VmStep, *, assess: bool) -> VmTask:
         task = self._wave_task
         expires = workflow.now() + timedelta(seconds=step.policy.snapshot_ttl_s)
@@ -334,8 +335,7 @@ class WaveBatch:
 
     async def _patch_vm(self, step: VmStep, *, assess_in_child: bool) -> VmOutcome:
         task = self._wave_task
-        expires = workflow.now() + timedelta(seconds=step.policy.snapshot_ttl_s)
-        vm_task = VmTask(task.run_id, step, expires.isoformat(timespec="seconds"), assess=assess_in_child)
+        vm_task = self._vm_task(step, assess=assess_in_child)
         try:
             if workflow.patched(VM_INLINE):
                 return await self._patch_inline(vm_task)
