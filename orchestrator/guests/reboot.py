@@ -5,6 +5,13 @@ is not enough (the command may not have taken effect yet, or a snapshot revert m
 The reboot goes through the platform (``PowerOps.reboot_guest``, e.g. ACPI or the guest agent) when
 one is given, otherwise through the channel itself. Waits have a deadline and raise
 :class:`~orchestrator.guests.errors.RebootTimedOut` (permanent: the VM is reverted, not retried).
+
+A request can be lost: the guest agent's ``shutdown -r +0`` and the ACPI power button both go through
+logind, which may drop it on a loaded guest. A guest that still answers with its old boot id a quarter
+of the way into the wait (:data:`ASK_AGAIN_AT`) never began to shut down — the channel's own daemon
+would be gone by then — so the reboot is asked for once more, through the channel, by a command that
+reboots only while the boot id is still the old one (:func:`reboot_again_command`): it can never
+reboot the guest a second time. A silent guest is not asked again (it may be booting).
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ log = structlog.get_logger(__name__)
 BOOT_ID_COMMAND = "cat /proc/sys/kernel/random/boot_id"
 KERNELS_COMMAND = "uname -r; echo '---'; ls -1d /boot/vmlinuz-* /lib/modules/*/vmlinuz 2>/dev/null; true"
 REBOOT_COMMAND = "nohup sh -c 'sleep 2; systemctl reboot || reboot' >/dev/null 2>&1 &"
+#: The share of the reboot wait after which a guest still on its old boot id is asked again.
+ASK_AGAIN_AT = 0.25
 _CHUNK = re.compile(r"([0-9]+)")
 
 
@@ -128,7 +137,7 @@ def reboot_and_wait(
     log.info("guest_reboot_requested", via="platform" if power else channel.name, boot_id=before)
     after = wait_for_new_boot_id(
         channel, before, timeout=max(0.0, deadline - clock.monotonic()), clock=clock,
-        poll_interval=poll_interval, probe_timeout=probe_timeout, total=timeout,
+        poll_interval=poll_interval, probe_timeout=probe_timeout, total=timeout, ask_again=True,
     )  # fmt: skip
     return confirm_reboot(channel, before, after, kernel_before, probe_timeout, confirm_kernel)
 
@@ -146,6 +155,20 @@ def request_reboot(
         pass  # the session may die with the guest; the boot_id tells whether it rebooted
 
 
+def reboot_again_command(before: str) -> str:
+    """:data:`REBOOT_COMMAND`, only while the guest still runs boot ``before`` (checked in the guest,
+    at the moment it runs): a guest that rebooted in the meantime is left alone."""
+    return f'[ "$({BOOT_ID_COMMAND})" = "{before}" ] || exit 3\n{REBOOT_COMMAND}'
+
+
+def _ask_again(channel: GuestChannel, before: str, waited: float, probe_timeout: float) -> None:
+    log.warning("guest_reboot_not_taken", via=channel.name, boot_id=before, waited_s=round(waited))
+    try:
+        channel.run(reboot_again_command(before), timeout=probe_timeout)
+    except (TransientProviderError, ProviderTimeout):
+        pass  # as for the first request: the boot id tells
+
+
 def wait_for_new_boot_id(
     channel: GuestChannel,
     before: str,
@@ -155,11 +178,16 @@ def wait_for_new_boot_id(
     poll_interval: float = 2.0,
     probe_timeout: float = 10.0,
     total: float | None = None,
+    ask_again: bool = False,
 ) -> str:
     """The guest's boot id once it differs from ``before``; :class:`RebootTimedOut` after
     ``timeout`` seconds, saying whether the guest was silent or kept its old boot id
-    (``total``: the whole reboot budget, for the message; default ``timeout``)."""
-    deadline = clock.monotonic() + timeout
+    (``total``: the whole reboot budget, for the message; default ``timeout``). ``ask_again``: the
+    reboot was just requested; a guest still on ``before`` at :data:`ASK_AGAIN_AT` of the wait is
+    asked once more (see the module's docstring)."""
+    start = clock.monotonic()
+    deadline = start + timeout
+    again_at = start + ASK_AGAIN_AT * timeout if ask_again else None
     answered = False
     while True:
         try:
@@ -170,6 +198,9 @@ def wait_for_new_boot_id(
         if boot_id and boot_id != before:
             return boot_id
         answered = answered or bool(boot_id)
+        if again_at is not None and boot_id == before and clock.monotonic() >= again_at:
+            _ask_again(channel, before, clock.monotonic() - start, probe_timeout)
+            again_at = None
         if clock.monotonic() >= deadline:
             seen = (
                 "it still answered with the old boot id"

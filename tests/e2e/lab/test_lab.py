@@ -15,10 +15,13 @@ from pathlib import Path
 import libvirt
 import pytest
 
+from orchestrator.guests.reboot import reboot_and_wait
+from orchestrator.guests.ssh import SshChannel
 from patchwave_lab import control as lab
 from patchwave_lab import domain
 from patchwave_lab import guest_clock as agent
 from patchwave_lab.state import LabGuest, LabState
+from providers.base import VmRef
 from providers.errors import HostKeyRejected
 from providers.timing import wait_until
 
@@ -195,6 +198,43 @@ def test_a_guest_rebooted_through_its_agent_comes_back_with_ssh_and_health(lab_s
     assert code == 0, output  # /run is fresh; the host key (checked by ssh_run) and apt source persist
     assert output.strip() == f"deb [trusted=yes] {guest.repo_url} ./"
     assert guest.repo_url == f"{lab_state.repo_url_in_guest}views/{guest.name}/"
+
+
+class _LostRequests:
+    """A platform whose reboot requests get lost (as when logind drops qemu-ga's ``shutdown -r``):
+    implements providers.capabilities.PowerOps and does nothing."""
+
+    def __init__(self) -> None:
+        self.asked: list[VmRef] = []
+
+    def power_on(self, vm: VmRef) -> None: ...
+    def shutdown(self, vm: VmRef, *, timeout: float) -> None: ...
+    def power_off(self, vm: VmRef) -> None: ...
+
+    def reboot_guest(self, vm: VmRef) -> None:
+        self.asked.append(vm)
+
+
+def test_a_reboot_request_that_was_lost_is_asked_again_through_ssh(lab_state: LabState) -> None:
+    """The platform's request did nothing; a quarter into the wait the guest still answers with its
+    old boot id over SSH, so the guarded request goes through SSH and the real guest reboots once."""
+    guest = lab_state.guests[0]
+    channel = SshChannel(lab.ssh_target(guest))
+    power = _LostRequests()
+    records = "last -x reboot | grep -c '^reboot '"
+    try:
+        before = int(ssh_run(guest, records)[1])
+        started = time.monotonic()
+        outcome = reboot_and_wait(
+            channel, timeout=120, power=power, vm=VmRef("lab", guest.name, guest.name), confirm_kernel=False
+        )
+        _timing("reboot asked again through SSH -> new boot id", started)
+    finally:
+        channel.close()
+    assert len(power.asked) == 1 and outcome.boot_id_after != outcome.boot_id_before
+    assert time.monotonic() - started >= 30  # asked again only at a quarter of 120 s
+    wait_until(lambda: lab.health_ok(guest), timeout=60, interval=0.5, what="health after reboot")
+    assert int(ssh_run(guest, records)[1]) == before + 1  # one reboot, not two
 
 
 def test_each_guest_is_offered_the_update_published_to_its_own_view(lab_state: LabState) -> None:

@@ -141,6 +141,17 @@ def _release_when_apt_waits(guest: LabGuest, facts_path: Path, done: threading.E
     return LockWatch(seen_waiting=seen, version_while_held=version, holder_log=log)
 
 
+def _print_outcomes(summary: RunSummary, state: LabState) -> None:
+    """Each VM's outcome in full (an assertion's message truncates it) and, for a VM whose reboot
+    went wrong, the end of its console log (systemd names a stop job that hangs there)."""
+    for outcome in summary.vms:
+        print(f"[lab rollout] {outcome.vm.name}: {outcome.status.value} {outcome.error}")
+        if "reboot" in outcome.error:
+            console = Path(state.guest(outcome.vm.name).console_log)
+            tail = console.read_text(errors="replace").splitlines()[-40:] if console.exists() else []
+            print(f"[lab rollout] {console} (last {len(tail)} lines):", *tail, sep="\n  ")
+
+
 @pytest.fixture(scope="module")
 def rollout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rollout]:
     state_dir = tmp_path_factory.mktemp("lab-rollout")
@@ -163,6 +174,7 @@ def rollout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rollout]:
         started = time.monotonic()
         summary, lock, channels = asyncio.run(_run(settings, state))
         _timing("rollout through the orchestrator (3 guests)", started)
+        _print_outcomes(summary, state)
         yield Rollout(
             state, settings, summary, settings.state.facts_path, boots, records, known_hosts, lock, channels
         )
