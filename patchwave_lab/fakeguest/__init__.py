@@ -196,6 +196,17 @@ class FakeGuest:
     def boot_id(self) -> str:
         return (self.root / "proc/sys/kernel/random/boot_id").read_text().strip()
 
+    def hang_reboots(self) -> None:
+        """Make the guest's own reboot hang: asked for (logged "reboot (hangs)"), it never happens and
+        the guest stays up on its old boot id — a shutdown stuck behind a unit, say."""
+        (self.state / "reboot-hangs").write_text("")
+
+    def reboots(self) -> list[str]:
+        """Every reboot the guest was asked for: "reboot", "reboot (hangs)", "reboot (platform)"."""
+        path = self.logs / "log"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [line for line in lines if line.startswith("reboot")]
+
     def platform_rebooted(self) -> None:
         """What the hypervisor's reboot of the VM (not the guest's own ``reboot``) does to the guest, for
         simulators that tell us about one: what ``bin/reboot`` does, a new boot id and every service

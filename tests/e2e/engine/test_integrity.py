@@ -10,8 +10,9 @@ One run, three guests, each with its own fault:
 * ``pw-half`` — the apply exits 0 but leaves demo-app half-configured (``iF``): ROLLED_BACK with
   the inconsistency named, not SUCCEEDED.
 * ``pw-noboot`` — its update asks for a reboot and the guest never comes back with a new boot id
-  (the test driver's reboot does not reach the fake guest): ROLLED_BACK after ``reboot_timeout``
-  (10 s), not 15 minutes, with the chain in the error.
+  (the test driver's reboot does not reach the fake guest; the request asked again through its
+  channel hangs): ROLLED_BACK after ``reboot_timeout`` (10 s), not 15 minutes, with the chain in the
+  error.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def bed(tmp_path: Path) -> DriverBed:
     )
     made.config.write_text(text)
     made.guests["pw-slow"].linger_after_apply(60)
+    made.guests["pw-noboot"].hang_reboots()
     (made.guests["pw-half"].state / "states").write_text(
         "demo-app iF\n"
     )  # dpkg-query shows it half-configured
@@ -87,6 +89,8 @@ async def test_timeout_inconsistency_and_a_lost_reboot_are_reverted_and_dpkg_is_
             r for r in facts.step_history(RUN, outcomes["pw-noboot"].step_id) if r.action == Action.REBOOT
         ]
         assert [r.phase for r in reboots] == ["intent", "result"], reboots
+        # the platform's request never reached the guest: asked again through the channel, once
+        assert bed.guests["pw-noboot"].reboots() == ["reboot (hangs)"]
     assert set(bridge.reverts) == {"pw-half", "pw-noboot", "pw-slow"}
 
     # The timed-out job was left alone: still running after the run, finishing when let go.
