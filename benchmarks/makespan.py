@@ -129,40 +129,10 @@ async def slot_use(client: Client, run_id: str, concurrency: int, step_s: float)
     batch starts and prepares its first VMs); as the last batch drains; elsewhere (from one VM to the
     next in a slot); after the last verification (recording, assessing, cleanup, the run's end). And
     ``most_in_slots``: the most VMs between patch start and verification end at once (at most C)."""
-    from tests.support.histories import run_executions
+    from tests.support.histories import slot_spans
 
-    started_at, ended_at, batches = math.inf, 0.0, []
-    async for execution in run_executions(client, run_id):
-        history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
-        if execution.workflow_type == "PatchRun":
-            started_at = min(started_at, history.events[0].event_time.ToDatetime().timestamp())
-            ended_at = max(ended_at, history.events[-1].event_time.ToDatetime().timestamp())
-        if execution.workflow_type != "WaveBatch":
-            continue
-        names, spans = {}, {}  # scheduled event id -> (activity, vm); vm -> [slot start, slot end]
-        for event in history.events:
-            at = event.event_time.ToDatetime().timestamp()
-            if event.HasField("activity_task_scheduled_event_attributes"):
-                attrs = event.activity_task_scheduled_event_attributes
-                if attrs.activity_type.name in ("vm_patch", "vm_verify_health"):
-                    task = json.loads(attrs.input.payloads[0].data)
-                    names[event.event_id] = (attrs.activity_type.name, json.dumps(task["step"]["vm"]))
-            elif event.HasField("activity_task_started_event_attributes"):
-                name, vm = names.get(
-                    event.activity_task_started_event_attributes.scheduled_event_id, ("", "")
-                )
-                if name == "vm_patch":
-                    span = spans.setdefault(vm, [at, at])
-                    span[0] = min(span[0], at)
-            elif event.HasField("activity_task_completed_event_attributes"):
-                name, vm = names.get(
-                    event.activity_task_completed_event_attributes.scheduled_event_id, ("", "")
-                )
-                if name == "vm_verify_health" and vm in spans:
-                    spans[vm][1] = max(spans[vm][1], at)
-        if spans:
-            batches.append(sorted(spans.values()))
-    batches.sort()
+    found = await slot_spans(client, run_id)
+    started_at, ended_at, batches = found.run_started, found.run_ended, found.batches
     spans = [span for batch in batches for span in batch]
     if not spans:
         return {}
@@ -180,14 +150,11 @@ async def slot_use(client: Client, run_id: str, concurrency: int, step_s: float)
             busy += change
         return total + max(0.0, concurrency - busy) * (hi - at)
 
-    busy, most = 0, 0
-    for _, change in moments:
-        busy += change
-        most = max(most, busy)
+    most = found.most_at_once()
     boundary = 0.0
     for done, following in itertools.pairwise(batches):
         filled = following[min(concurrency, len(following)) - 1][0]  # its C-th patch start
-        boundary += idle(done[-1][0], filled)
+        boundary += idle(done[-1][0], filled) if filled > done[-1][0] else 0.0  # handed over: none
     total, drain = idle(first, last), idle(batches[-1][-1][0], last)
     return {"before_first_patch_s": round(first - started_at, 1),
             "slot_s_per_vm": round(statistics.mean(b - a for a, b in spans), 3),

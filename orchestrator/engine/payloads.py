@@ -564,6 +564,25 @@ class BatchTask:
     failed_names: tuple[str, ...] = ()  # a sample of their names, for the halt reason
     notify: NotifySetup = field(default_factory=lambda: NotifySetup(False, 0))
     count_rolled_back: bool = False  # ROLLED_BACK counts against the budget (False: a task of before it)
+    # Batch handover (``PatchRun``'s ``batch-handover``): the batch tells its parent once every VM has
+    # had its slot, and hands the slots it frees after that to the successor the parent names.
+    handover: bool = False
+    # Started while its predecessor still runs: it owns no slot until granted (:class:`SlotGrant`).
+    handed: bool = False
+
+
+@dataclass(frozen=True)
+class SlotGrant:
+    """Concurrency slots handed to a ``WaveBatch`` started while its predecessor still runs: by the
+    predecessor as it frees them (``slots``), or by the parent once the predecessor ended (``final``:
+    the batch owns the wave's whole concurrency from then on). Both tell the predecessor's failures
+    against the budget so far and its halt, so the successor counts them before it starts a VM."""
+
+    slots: int = 0
+    final: bool = False
+    failed: int = 0  # the predecessor's own FAILED (and counted ROLLED_BACK) VMs so far
+    failed_names: tuple[str, ...] = ()
+    halted: str = ""
 
 
 @dataclass(frozen=True)

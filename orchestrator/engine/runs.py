@@ -109,13 +109,16 @@ async def progress(handle: RunHandle) -> RunProgress | None:
 
     ``PatchRun`` answers with its counters and the ids of its running batches; each batch is asked
     for its VMs in flight and its counters, and :meth:`RunProgress.merged` adds them in. A batch that
-    finished meanwhile is already in the run's counters (or will be at the next poll)."""
+    finished meanwhile is already in the run's counters (or will be at the next poll). Two batches of a
+    wave run at once only while the older one hands its slots to the newer one (``batch-handover``):
+    the newer is asked first, so a slot that changes hands between the two answers is not listed twice
+    (the in-flight list stays within the concurrency)."""
     try:
         current = await handle.query(PatchRun.progress)
     except (RPCError, Exception):  # noqa: BLE001 - no worker yet, or the run is gone: nothing to show
         return None
     client: Client = handle._client  # the handle's own client (the SDK has no public accessor)
-    found = [await _batch_progress(client, batch_id) for batch_id in current.batches]
+    found = [await _batch_progress(client, batch_id) for batch_id in reversed(current.batches)][::-1]
     merged = current.merged([b for b in found if b is not None])
     # the VMs in flight (bounded by the waves' concurrency): each one's stage, from its batch (or VmPatch child)
     stages = await asyncio.gather(*(_vm_stage(client, merged.run_id, vm) for vm in merged.vms))

@@ -8,6 +8,7 @@ details), measured as the server stores it (``ByteSize``: data + metadata).
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -115,4 +116,64 @@ async def run_histories(client: Client, run_id: str) -> RunHistories:
         stats = found.types.setdefault(execution.workflow_type, TypeStats())
         handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
         stats.add(execution.id, await handle.fetch_history())
+    return found
+
+
+@dataclass
+class SlotSpans:
+    """When each VM held a concurrency slot, per ``WaveBatch`` execution (batches in start order, each
+    one's spans in start order), read from the histories: from its ``vm_patch`` start to its
+    ``vm_verify_health`` end (the VM decoded from the activity's input); and the run's first and last
+    event."""
+
+    batches: list[list[tuple[float, float]]] = field(default_factory=list)
+    run_started: float = float("inf")
+    run_ended: float = 0.0
+
+    def most_at_once(self) -> int:
+        """The most VMs holding a slot at the same moment, across every batch of the run."""
+        moments = sorted(
+            (at, change) for batch in self.batches for a, b in batch for at, change in ((a, 1), (b, -1))
+        )
+        busy = most = 0
+        for _, change in moments:
+            busy += change
+            most = max(most, busy)
+        return most
+
+
+async def slot_spans(client: Client, run_id: str) -> SlotSpans:
+    """The run's :class:`SlotSpans` (patched inline: ``vm_patch`` and ``vm_verify_health`` are the
+    batch's own activities)."""
+    found = SlotSpans()
+    async for execution in run_executions(client, run_id):
+        history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
+        if execution.workflow_type == "PatchRun":
+            found.run_started = min(found.run_started, history.events[0].event_time.ToDatetime().timestamp())
+            found.run_ended = max(found.run_ended, history.events[-1].event_time.ToDatetime().timestamp())
+        if execution.workflow_type != "WaveBatch":
+            continue
+        names: dict[int, tuple[str, str]] = {}  # scheduled event id -> (activity, vm)
+        spans: dict[str, list[float]] = {}  # vm -> [slot start, slot end]
+        for event in history.events:
+            at = event.event_time.ToDatetime().timestamp()
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                attrs = event.activity_task_scheduled_event_attributes
+                if attrs.activity_type.name in ("vm_patch", "vm_verify_health"):
+                    task = json.loads(attrs.input.payloads[0].data)
+                    names[event.event_id] = (attrs.activity_type.name, json.dumps(task["step"]["vm"]))
+            elif event.HasField("activity_task_started_event_attributes"):
+                scheduled = event.activity_task_started_event_attributes.scheduled_event_id
+                name, vm = names.get(scheduled, ("", ""))
+                if name == "vm_patch":
+                    span = spans.setdefault(vm, [at, at])
+                    span[0] = min(span[0], at)
+            elif event.HasField("activity_task_completed_event_attributes"):
+                scheduled = event.activity_task_completed_event_attributes.scheduled_event_id
+                name, vm = names.get(scheduled, ("", ""))
+                if name == "vm_verify_health" and vm in spans:
+                    spans[vm][1] = max(spans[vm][1], at)
+        if spans:
+            found.batches.append(sorted((a, b) for a, b in spans.values()))
+    found.batches.sort()
     return found

@@ -1,13 +1,21 @@
 """``WaveBatch`` and ``HealthBatch``: at most one batch of a wave's VMs per child workflow of ``PatchRun``.
 
 ``WaveBatch`` reads its slice of the wave from the fact store (``wave_batch``: the steps and the
-status each already has) and runs one ``VmPatch`` child per VM under the wave's concurrency
-(``asyncio.Semaphore``), each VM of a windowed wave admitted by the maintenance window
+status each already has) and patches each VM (inline, :class:`VmPatching`) under the wave's
+concurrency (:class:`SlotPool`), each VM of a windowed wave admitted by the maintenance window
 (:mod:`orchestrator.engine.workflows.window_gate`). A VM whose outcome is final already (a resumed
 run) is counted, not redone. The run's failure budget is the parent's: the task says how many VMs
 failed before in this execution; once the budget is exhausted the batch starts no more VMs and
 reports the halt (with ``count_rolled_back``, a ROLLED_BACK VM counts like a FAILED one). VMs it does not attempt are recorded SKIPPED with the reason (``record_skips``,
 once per batch). Rolled-back VMs are notified. Its ``progress`` query lists only the VMs in flight.
+
+Batch handover (``BatchTask.handover``, waves without a window): once every VM of the batch has had
+its slot, the batch tells its parent (signal ``batch_admitted``), which starts the next batch with no
+slot (``BatchTask.handed``) and names it (signal ``hand_over``); from then on each slot this batch frees
+is the successor's (signal ``grant``, a :class:`~orchestrator.engine.payloads.SlotGrant` that also
+carries this batch's failures against the budget and its halt). When this batch ends, the parent
+grants the successor the whole concurrency. The wave never has more VMs in slots than its
+concurrency, and its slots do not drain at a batch's end.
 
 ``HealthBatch`` is the ring gate after a ring, batched the same way: for one slice of a wave, the VMs
 whose recorded outcome is FAILED or ROLLED_BACK, and the health now of its SUCCEEDED VMs.
@@ -18,14 +26,14 @@ Deterministic: no I/O, time from ``workflow.now()``, activities by name (:mod:`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any, Self
 
 from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import ActivityError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ChildWorkflowError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from orchestrator.config.events import NotifyEvent
@@ -43,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         HealthBatchTask,
         RunStatusUpdate,
         SkipRecord,
+        SlotGrant,
         VmProgress,
         VmTask,
         site_queue,
@@ -89,6 +98,50 @@ class Permit:
         if self._held:
             self._held = False
             self._semaphore.release()
+
+
+class SlotPool:
+    """The wave's concurrency slots this batch owns: a semaphore (VMs take slots in the order they
+    asked), that can grow (slots handed to it: :meth:`add`) and, once the batch needs no more slots,
+    gives each slot it frees to its successor (:meth:`give_to`) instead of keeping it."""
+
+    def __init__(self, grows: asyncio.Semaphore | None = None) -> None:
+        self._semaphore = asyncio.Semaphore(0)
+        self.grows = grows  # released once per slot added (the prepare-ahead permits follow the slots)
+        self._give: Callable[[int], None] | None = None
+        self.owned = 0
+        self.held = 0
+
+    async def __aenter__(self) -> Self:
+        await self._semaphore.acquire()
+        self.held += 1
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self.held -= 1
+        if self._give is not None:
+            self.owned -= 1
+            self._give(1)
+        else:
+            self._semaphore.release()
+
+    def add(self, slots: int) -> None:
+        self.owned += slots
+        for _ in range(slots):
+            self._semaphore.release()
+            if self.grows is not None:
+                self.grows.release()
+
+    async def give_to(self, give: Callable[[int], None]) -> None:
+        """From now on every slot freed goes to ``give``; so do the free ones now (nobody waits for
+        them: the batch needs no more slots)."""
+        free = self.owned - self.held
+        for _ in range(free):
+            await self._semaphore.acquire()
+        self.owned -= free
+        self._give = give
+        if free:
+            give(free)
 
 
 #: ``workflow.patched`` marker: a cancelled batch ends once every VM's coroutine has (:func:`_all`).
@@ -140,6 +193,67 @@ class WaveBatch:
         self._skipped: list[tuple[str, str]] = []
         self._notices = RunNotices()
         self._gate = WindowGate(self._waiting_for_window, self._notices.prenotice_wait)
+        # Batch handover (``BatchTask.handover``, ``handed``):
+        self._pool = SlotPool()
+        self._grants: list[SlotGrant] = []  # granted before ``run`` began: applied once it has
+        self._final = False  # the parent's final grant came: the batch owns the whole concurrency
+        self._inherited = 0  # the predecessor's failures against the budget (its grants tell them)
+        self._awaiting_slots = -1  # VMs that may still take a slot (-1: not counted yet)
+        self._slot_taken: set[str] = set()
+        self._successor = ""
+        self._sends: list[asyncio.Task[None]] = []  # signals to the parent and the successor
+        self._ended = False
+
+    @workflow.signal(name="hand_over")
+    async def hand_over(self, successor: str) -> None:
+        """The parent started ``successor``: the slots this batch frees from now on are its."""
+        if self._ended or self._successor or not successor:
+            return
+        self._successor = successor
+        await self._pool.give_to(self._forward)
+
+    @workflow.signal(name="grant")
+    def grant(self, grant: SlotGrant) -> None:
+        if self._task is None:
+            self._grants.append(grant)
+            return
+        self._inherited = max(self._inherited, grant.failed)
+        if grant.halted and not self._halted:
+            self._halted = grant.halted
+        if self._final:
+            return
+        if grant.final:
+            self._final = True
+            self._pool.add(max(1, self._task.wave.concurrency) - self._pool.owned)
+        else:
+            self._pool.add(grant.slots)
+
+    def _forward(self, slots: int) -> None:
+        """Tell the successor: ``slots`` more are its; this batch's failures and halt so far."""
+        grant = SlotGrant(slots, failed=self._failed, failed_names=tuple(self._failed_names[-SAMPLE:]),
+                          halted=self._halted)  # fmt: skip
+        self._send(self._successor, "grant", grant)
+
+    def _send(self, workflow_id: str, signal: str, arg: object) -> None:
+        async def send() -> None:
+            try:
+                await workflow.get_external_workflow_handle(workflow_id).signal(signal, arg)
+            except FailureError as err:  # it ended meanwhile: it needs nothing more
+                workflow.logger.info("signal %s to %s not delivered: %s", signal, workflow_id, err)
+
+        self._sends.append(asyncio.create_task(send()))
+
+    def _took_slot(self, step: VmStep) -> None:
+        """``step`` took its slot, or will need none: once every VM has, the parent is told (it may
+        start the successor while this batch's last VMs finish)."""
+        if step.step_id in self._slot_taken:
+            return
+        self._slot_taken.add(step.step_id)
+        self._awaiting_slots -= 1
+        if self._awaiting_slots == 0 and self._wave_task.handover:
+            parent = workflow.info().parent
+            if parent is not None:
+                self._send(parent.workflow_id, "batch_admitted", workflow.info().workflow_id)
 
     @workflow.query(name="progress")
     def progress(self) -> BatchProgress:
@@ -160,14 +274,23 @@ class WaveBatch:
         self._failed_names = list(task.failed_names)
         self._notices.configure(task.run_id, task.notify)
         batch = await _slice(task.run_id, task.wave.position, task.offset, task.limit)
-        slots = asyncio.Semaphore(max(1, task.wave.concurrency))
+        concurrency = max(1, task.wave.concurrency)
+        slots = self._pool
+        self._awaiting_slots = len(batch.steps)
         rows = zip(batch.steps, batch.statuses, strict=True)
         every = workflow.patched(CANCEL_WAITS)
         if task.wave.prepare_ahead > 0 and workflow.patched(PREPARE_AHEAD):
-            ahead = asyncio.Semaphore(max(1, task.wave.concurrency) + task.wave.prepare_ahead)
+            # concurrency + prepare_ahead: the VMs being prepared, prepared, or patched
+            ahead = asyncio.Semaphore(task.wave.prepare_ahead)
+            slots.grows = ahead
+            self._own_slots(concurrency)
             await _all([self._one_ahead(s, status, ahead, slots) for s, status in rows], every=every)
         else:
+            self._own_slots(concurrency)
             await _all([self._one(s, status, slots) for s, status in rows], every=every)
+        self._ended = True
+        while self._sends:
+            await self._sends.pop(0)
         if self._skipped:
             await call(
                 ActivityName.RECORD_SKIPS, SkipRecord(task.run_id, tuple(self._skipped)), queue=CENTRAL_QUEUE
@@ -177,16 +300,31 @@ class WaveBatch:
             halted=self._halted,
         )  # fmt: skip
 
+    def _own_slots(self, concurrency: int) -> None:
+        """The whole concurrency, or — started while the predecessor runs — what was granted so far."""
+        if not self._wave_task.handed:
+            self._pool.add(concurrency)
+        for grant in self._grants:
+            self.grant(grant)
+        self._grants.clear()
+
     @property
     def _wave_task(self) -> BatchTask:
         assert self._task is not None
         return self._task
 
-    async def _one(self, step: VmStep, status: str, slots: asyncio.Semaphore) -> None:
+    async def _one(self, step: VmStep, status: str, slots: SlotPool) -> None:
+        try:
+            await self._one_in_slot(step, status, slots)
+        finally:
+            self._took_slot(step)
+
+    async def _one_in_slot(self, step: VmStep, status: str, slots: SlotPool) -> None:
         if status and StepStatus(status).final:  # a resumed run: counted, not redone, not against the budget
             self._count(StepStatus(status))
             return
         async with slots:
+            self._took_slot(step)
             window = self._wave_task.wave.window
             if window and not self._halted and (refused := await self._gate.admit(window, step)):
                 self._skip(step, f"not attempted: {refused}")
@@ -205,8 +343,14 @@ class WaveBatch:
             await assess(VmTask(self._wave_task.run_id, step, ""), site_queue(step.vm.site))
 
     # ---------------------------------------------------------------- prepared ahead (prepare_ahead > 0)
-    async def _one_ahead(
-        self, step: VmStep, status: str, ahead: asyncio.Semaphore, slots: asyncio.Semaphore
+    async def _one_ahead(self, step: VmStep, status: str, ahead: asyncio.Semaphore, slots: SlotPool) -> None:
+        try:
+            await self._one_prepared_ahead(step, status, ahead, slots)
+        finally:
+            self._took_slot(step)
+
+    async def _one_prepared_ahead(
+        self, step: VmStep, status: str, ahead: asyncio.Semaphore, slots: SlotPool
     ) -> None:
         """One VM of a wave with ``prepare_ahead``: admitted (window, budget) and prepared (baseline,
         safeguards, snapshot) under ``ahead`` (concurrency + prepare_ahead: the VMs being prepared,
@@ -239,7 +383,7 @@ class WaveBatch:
             return refused
         return self._halted
 
-    async def _prepared(self, step: VmStep, slots: asyncio.Semaphore, permit: Permit) -> VmOutcome | None:
+    async def _prepared(self, step: VmStep, slots: SlotPool, permit: Permit) -> VmOutcome | None:
         """Prepare, then patch in a slot: the outcome (counted), or None when the window stopped
         admitting the prepared VM (released, to be admitted again)."""
         vm_task = self._vm_task(step, assess=False)
@@ -253,6 +397,8 @@ class WaveBatch:
             applied = False
             try:
                 async with slots:
+                    if not self._wave_task.wave.window:  # a window may release it: it would ask again
+                        self._took_slot(step)
                     if self._halted:
                         note = await patching.release(vm_task)
                         self._skip(step, f"not attempted: {self._halted}" + (f"; {note}" if note else ""))
@@ -372,7 +518,7 @@ class WaveBatch:
             return
         self._failed += 1
         self._failed_names.append(step.vm.name)
-        failed = task.failed_before + self._failed
+        failed = task.failed_before + self._inherited + self._failed
         if failed > task.budget and not self._halted:
             names = ", ".join(self._failed_names[-SAMPLE:])
             more = f" and {failed - SAMPLE} more" if failed > SAMPLE else ""
@@ -381,6 +527,8 @@ class WaveBatch:
                 f"failure budget exhausted: {failed} VM(s) {how} ({names}{more}), "
                 f"budget {task.budget}; remaining VMs were not attempted"
             )
+        if self._successor:  # it must not start a VM the budget no longer allows
+            self._forward(0)
 
     def _skip(self, step: VmStep, reason: str) -> None:
         self._count(StepStatus.SKIPPED)

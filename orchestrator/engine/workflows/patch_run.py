@@ -36,11 +36,18 @@ import asyncio
 from collections.abc import Awaitable
 from dataclasses import replace
 from datetime import timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    ChildWorkflowError,
+    FailureError,
+)
 
 with workflow.unsafe.imports_passed_through():
     from orchestrator.config.events import NotifyEvent
@@ -68,6 +75,7 @@ with workflow.unsafe.imports_passed_through():
         RunProgress,
         RunSetup,
         RunStatusUpdate,
+        SlotGrant,
         WavePage,
         batch_span,
         site_queue,
@@ -89,8 +97,26 @@ RING_GATE = "ring-gate"
 #: The patch marker of batches holding a whole number of the wave's concurrency (``batch_span``); a
 #: run started before it cuts its waves into ``batch_size`` VMs.
 BATCH_ROUNDS = "batch-rounds"
+#: The patch marker of batch handover: a wave's next batch starts once every VM of the running one
+#: has had its slot, and takes the slots that batch frees (``WaveBatch.hand_over``, ``SlotGrant``) —
+#: the concurrency stays used across the boundary instead of draining. Waves with a maintenance window
+#: (a VM released by its window asks for a slot again) and runs started before it hand over nothing.
+BATCH_HANDOVER = "batch-handover"
 CARRY = "carry"  # the memo key of a continued execution's RunCarry
 T = TypeVar("T")
+
+
+def _may_follow(batch: workflow.ChildWorkflowHandle[Any, Any], admitted: set[str]) -> bool:
+    """The next batch may start: every VM of ``batch`` has had its slot, or it ended."""
+    return batch.id in admitted or batch.done()
+
+
+async def _signal(batch: workflow.ChildWorkflowHandle[Any, Any], name: str, arg: object) -> None:
+    """Signal a running batch; one that ended meanwhile needs nothing more."""
+    try:
+        await batch.signal(name, arg)
+    except FailureError as err:
+        workflow.logger.info("signal %s to %s not delivered: %s", name, batch.id, err)
 
 
 def _options(child: str) -> dict[str, Any]:
@@ -126,6 +152,7 @@ class PatchRun:
         self._hosts_failed = 0
         self._halted = ""
         self._batches: list[str] = []  # ids of the running batch workflows
+        self._admitted: set[str] = set()  # running batches whose every VM has had its slot (handover)
         self._started = 0  # batches this execution started (it continues as new only after one)
         self._executions = 1
         self._leases = LeaseKeeper()  # plan_run / run_setup take the leases; finish_run releases them
@@ -143,6 +170,11 @@ class PatchRun:
             blocked=self._plan.blocked_sample, counts=counts, total=self._plan.vms,
             blocked_total=self._plan.blocked, batches=tuple(self._batches), est_s=self._plan.est_s,
         )  # fmt: skip
+
+    @workflow.signal(name="batch_admitted")
+    def batch_admitted(self, batch: str) -> None:
+        """A ``WaveBatch`` of a handover wave: every VM has had its slot; its successor may start."""
+        self._admitted.add(batch)
 
     @workflow.update(name="approve")
     async def approve(self, request: ApprovalRequest) -> ApprovalResult:
@@ -306,6 +338,9 @@ class PatchRun:
         size = max(1, self._limits.batch_size)
         if workflow.patched(BATCH_ROUNDS):
             size = batch_span(size, wave.concurrency)
+        if not wave.window and workflow.patched(BATCH_HANDOVER):
+            await self._handed_over(wave, offset, size)
+            return
         while offset < wave.size and not self._halted:
             self._continue_as_new_if_long(wave, offset)
             task = BatchTask(
@@ -320,6 +355,67 @@ class PatchRun:
                 )
             )
             offset += size
+
+    async def _handed_over(self, wave: WaveInfo, offset: int, size: int) -> None:
+        """The wave's batches, each started once every VM of the one before has had its slot and
+        handed the slots that one frees (at most two batches at once: the older one's tail, the next
+        one's start). The run continues as new only between batches, none running."""
+        running: list[workflow.ChildWorkflowHandle[Any, BatchResult]] = []
+        try:
+            while offset < wave.size and not self._halted:
+                before = running[0] if running else None
+                if before is not None:
+                    await workflow.wait_condition(partial(_may_follow, before, self._admitted))
+                    if before.done() or self._history_long():
+                        await self._ended(before, None)
+                        running.pop(0)
+                        before = None
+                if self._halted:
+                    break
+                if before is None:
+                    self._continue_as_new_if_long(wave, offset)
+                task = BatchTask(
+                    self._request.run_id, wave, offset, min(size, wave.size - offset), self._plan.failure_budget,
+                    self._failed, tuple(self._failed_names[-SAMPLE:]), self._notices.setup,
+                    self._count_rolled_back, handover=True, handed=before is not None,
+                )  # fmt: skip
+                child = batch_id(self._request.run_id, "vms", wave.wave_id, offset)
+                self._started += 1
+                self._batches.append(child)
+                running.append(await workflow.start_child_workflow(WaveBatch.run, task, **_options(child)))
+                offset += size
+                if before is not None:
+                    await _signal(before, "hand_over", child)
+                    await self._ended(before, running[1])
+                    running.pop(0)
+            while running:
+                await self._ended(running[0], None)
+                running.pop(0)
+        except (asyncio.CancelledError, ChildWorkflowError):
+            # The run is cancelled (a batch awaited reports it as a ChildWorkflowError) or a batch
+            # failed: every batch still in flight is cancelled too, and its VMs revert before the run ends.
+            for batch in running:
+                batch.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            raise
+
+    async def _ended(
+        self,
+        batch: workflow.ChildWorkflowHandle[Any, BatchResult],
+        successor: workflow.ChildWorkflowHandle[Any, BatchResult] | None,
+    ) -> None:
+        """Await ``batch`` and count it; its ``successor`` (started meanwhile) then owns the wave's
+        whole concurrency and learns the batch's failures and halt."""
+        try:
+            result = await batch
+        finally:
+            self._batches.remove(batch.id)
+            self._admitted.discard(batch.id)
+        self._absorb(result)
+        if successor is not None:
+            grant = SlotGrant(final=True, failed=result.failed, failed_names=result.failed_names,
+                              halted=result.halted)  # fmt: skip
+            await _signal(successor, "grant", grant)
 
     def _absorb(self, result: BatchResult) -> None:
         for status, n in result.counts.items():
@@ -387,11 +483,15 @@ class PatchRun:
 
     # ---------------------------------------------------------------- continue-as-new
 
-    def _continue_as_new_if_long(self, wave: WaveInfo, offset: int) -> None:
-        """Before the batch at (wave, offset): hand over to a new execution once the history is long."""
+    def _history_long(self) -> bool:
+        """This execution started a batch and its history is long: time to continue as new."""
         info = workflow.info()
         long = info.get_current_history_length() >= self._limits.continue_after_events
-        if not self._started or not (long or info.is_continue_as_new_suggested()):
+        return bool(self._started) and (long or info.is_continue_as_new_suggested())
+
+    def _continue_as_new_if_long(self, wave: WaveInfo, offset: int) -> None:
+        """Before the batch at (wave, offset): hand over to a new execution once the history is long."""
+        if not self._history_long():
             return
         carry = RunCarry(
             plan=self._plan, limits=self._limits, notify=self._notices.setup, wave=wave.position, offset=offset,

@@ -13,6 +13,7 @@ scales with the batch size only. (10,000 and 50,000 VMs at the real limits: benc
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from orchestrator.engine.runs import start_run, watch
 from orchestrator.engine.session import Session
 from orchestrator.model import RunRequest, StepStatus
 from tests.simulators.scalesim import FleetShape, ScaleFleet
-from tests.support.histories import run_histories
+from tests.support.histories import run_histories, slot_spans
 from tests.support.loopback import unused_port
 from tests.support.scalebed import ScaleBed, write_scale_bed
 
@@ -73,10 +74,20 @@ async def test_six_hundred_vms_stay_under_the_ceilings(bed: ScaleBed, session: S
     states = [s.state for s in facts.snapshots(run_id=RUN)]
     assert (states.count("kept"), states.count("reverted")) == (VMS - 1, 1)
 
-    # Progress: counters for every VM, only the VMs in flight listed (bounded by the concurrency).
+    # Progress: counters for every VM, only the VMs in flight listed (bounded by the concurrency, also
+    # while two batches of a wave run at once: the newer one is asked first).
     assert all(sum(p.counts.values()) == VMS for p in seen if p.total)
     assert max(len(p.vms) for p in seen) <= CONCURRENCY
     assert any(p.vms for p in seen) and seen[-1].phase == "done"
+
+    # The concurrency, from Temporal's own histories: never more VMs between patch start and
+    # verification end than the wave's concurrency — also while a batch hands its slots to the next.
+    slots = await slot_spans(session.client, RUN)
+    assert slots.most_at_once() <= CONCURRENCY
+    overlapping = [
+        (a[-1][1], b[0][0]) for a, b in itertools.pairwise(slots.batches) if b[0][0] < a[-1][1]
+    ]  # a batch's first patch began before the one before it ended its last verification
+    assert overlapping, "no batch took over its predecessor's slots before that one ended"
 
     # Temporal's own histories: every workflow under the ceilings; the run continued as new.
     found = await run_histories(session.client, RUN)
