@@ -195,7 +195,8 @@ class WaveBatch:
         self._gate = WindowGate(self._waiting_for_window, self._notices.prenotice_wait)
         # Batch handover (``BatchTask.handover``, ``handed``):
         self._pool = SlotPool()
-        self._grants: list[SlotGrant] = []  # granted before ``run`` began: applied once it has
+        self._grants: list[SlotGrant] = []  # granted before the batch set up its slots: applied then
+        self._slots_ready = False
         self._final = False  # the parent's final grant came: the batch owns the whole concurrency
         self._inherited = 0  # the predecessor's failures against the budget (its grants tell them)
         self._awaiting_slots = -1  # VMs that may still take a slot (-1: not counted yet)
@@ -214,7 +215,7 @@ class WaveBatch:
 
     @workflow.signal(name="grant")
     def grant(self, grant: SlotGrant) -> None:
-        if self._task is None:
+        if not self._slots_ready or self._task is None:
             self._grants.append(grant)
             return
         self._inherited = max(self._inherited, grant.failed)
@@ -304,6 +305,7 @@ class WaveBatch:
         """The whole concurrency, or — started while the predecessor runs — what was granted so far."""
         if not self._wave_task.handed:
             self._pool.add(concurrency)
+        self._slots_ready = True
         for grant in self._grants:
             self.grant(grant)
         self._grants.clear()
