@@ -305,6 +305,14 @@ def installed_version(guest: LabGuest, package: str = repo.PACKAGE) -> str:
     return output.strip() if code == 0 else ""
 
 
+def reboot_records(guest: LabGuest) -> int:
+    """How many boots wtmp recorded in ``guest`` (``last -x reboot``): a reboot adds exactly one."""
+    code, output = ssh_run(guest, "last -x reboot | grep -c '^reboot '", timeout=30)
+    if code != 0:
+        raise LabError(f"cannot read {guest.name}'s boot records: {output.strip()}")
+    return int(output.strip())
+
+
 def ssh_answers(guest: LabGuest) -> bool:
     """SSH with host-key checking logs in and runs ``true``."""
     if not _ssh_banner(guest):  # not yet: spares paramiko's noisy "Error reading SSH protocol banner"

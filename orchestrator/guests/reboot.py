@@ -149,8 +149,12 @@ def request_reboot(
     if power is not None and vm is not None:
         power.reboot_guest(vm)
         return
+    _run_reboot(channel, REBOOT_COMMAND, probe_timeout)
+
+
+def _run_reboot(channel: GuestChannel, command: str, probe_timeout: float) -> None:
     try:
-        channel.run(REBOOT_COMMAND, timeout=probe_timeout)
+        channel.run(command, timeout=probe_timeout)
     except (TransientProviderError, ProviderTimeout):
         pass  # the session may die with the guest; the boot_id tells whether it rebooted
 
@@ -163,10 +167,7 @@ def reboot_again_command(before: str) -> str:
 
 def _ask_again(channel: GuestChannel, before: str, waited: float, probe_timeout: float) -> None:
     log.warning("guest_reboot_not_taken", via=channel.name, boot_id=before, waited_s=round(waited))
-    try:
-        channel.run(reboot_again_command(before), timeout=probe_timeout)
-    except (TransientProviderError, ProviderTimeout):
-        pass  # as for the first request: the boot id tells
+    _run_reboot(channel, reboot_again_command(before), probe_timeout)
 
 
 def wait_for_new_boot_id(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
@@ -132,14 +132,18 @@ class SlotSpans:
 
     def most_at_once(self) -> int:
         """The most VMs holding a slot at the same moment, across every batch of the run."""
-        moments = sorted(
-            (at, change) for batch in self.batches for a, b in batch for at, change in ((a, 1), (b, -1))
-        )
-        busy = most = 0
-        for _, change in moments:
-            busy += change
-            most = max(most, busy)
-        return most
+        return most_at_once(span for batch in self.batches for span in batch)
+
+
+def most_at_once(spans: Iterable[tuple[float, float]]) -> int:
+    """The most of ``spans`` (start, end) open at the same moment (one ending as another starts: not
+    both)."""
+    moments = sorted((at, change) for a, b in spans for at, change in ((a, 1), (b, -1)))
+    busy = most = 0
+    for _, change in moments:
+        busy += change
+        most = max(most, busy)
+    return most
 
 
 async def slot_spans(client: Client, run_id: str) -> SlotSpans:

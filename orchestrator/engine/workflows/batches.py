@@ -215,7 +215,7 @@ class WaveBatch:
 
     @workflow.signal(name="grant")
     def grant(self, grant: SlotGrant) -> None:
-        if not self._slots_ready or self._task is None:
+        if not self._slots_ready:  # until _own_slots: the task and its slots are there then
             self._grants.append(grant)
             return
         self._inherited = max(self._inherited, grant.failed)
@@ -225,7 +225,7 @@ class WaveBatch:
             return
         if grant.final:
             self._final = True
-            self._pool.add(max(1, self._task.wave.concurrency) - self._pool.owned)
+            self._pool.add(max(1, self._wave_task.wave.concurrency) - self._pool.owned)
         else:
             self._pool.add(grant.slots)
 

@@ -26,6 +26,7 @@ from orchestrator.engine.workers import workers
 from orchestrator.facts.actions import Action, Phase
 from orchestrator.model import RunSummary, StepStatus
 from tests.support.guest_disks import DiskBridge
+from tests.support.histories import most_at_once
 from tests.support.loopback import unused_port
 from tests.support.rollouts import Rollout, made
 from tests.support.testbed import DriverBed, GuestSpec, build
@@ -54,16 +55,6 @@ class HandoverRollout(Rollout):
         )
         assert start is not None and end is not None, name
         return start, end
-
-    def most_in_slots(self, names: tuple[str, ...]) -> int:
-        moments = sorted(
-            (at, change) for n in names for at, change in zip(self.slot(n), (1, -1), strict=True)
-        )
-        busy = most = 0
-        for _, change in moments:
-            busy += change
-            most = max(most, busy)
-        return most
 
 
 @pytest.fixture
@@ -106,7 +97,7 @@ async def test_the_next_batch_takes_a_freed_slot_and_the_concurrency_holds_acros
     order = sorted(NAMES, key=lambda n: rollout.slot(n)[0])
     assert set(order[:2]) == {"pw-a", "pw-b"}, f"the plan's order changed: {order}"
     assert rollout.slot("pw-c")[0] < rollout.slot("pw-b")[1]  # took pw-a's slot while pw-b patched
-    assert rollout.most_in_slots(NAMES) == 2
+    assert most_at_once(rollout.slot(n) for n in NAMES) == 2
 
 
 async def test_a_failure_in_the_batch_before_halts_the_next_one_at_the_boundary(

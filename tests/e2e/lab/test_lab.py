@@ -221,9 +221,8 @@ def test_a_reboot_request_that_was_lost_is_asked_again_through_ssh(lab_state: La
     guest = lab_state.guests[0]
     channel = SshChannel(lab.ssh_target(guest))
     power = _LostRequests()
-    records = "last -x reboot | grep -c '^reboot '"
     try:
-        before = int(ssh_run(guest, records)[1])
+        before = lab.reboot_records(guest)
         started = time.monotonic()
         outcome = reboot_and_wait(
             channel, timeout=120, power=power, vm=VmRef("lab", guest.name, guest.name), confirm_kernel=False
@@ -234,7 +233,7 @@ def test_a_reboot_request_that_was_lost_is_asked_again_through_ssh(lab_state: La
     assert len(power.asked) == 1 and outcome.boot_id_after != outcome.boot_id_before
     assert time.monotonic() - started >= 30  # asked again only at a quarter of 120 s
     wait_until(lambda: lab.health_ok(guest), timeout=60, interval=0.5, what="health after reboot")
-    assert int(ssh_run(guest, records)[1]) == before + 1  # one reboot, not two
+    assert lab.reboot_records(guest) == before + 1  # one reboot, not two
 
 
 def test_each_guest_is_offered_the_update_published_to_its_own_view(lab_state: LabState) -> None:

@@ -59,7 +59,6 @@ HOLD_DPKG_LOCK = (
 )
 # apt's install is running and demo-app is still 1.0: apt is waiting behind the held lock.
 APT_WAITING = "pgrep -f 'apt-get .* -y (dist-)?upgrade' >/dev/null && dpkg-query -W -f '${Version}' demo-app"
-REBOOT_RECORDS = "last -x reboot | grep -c '^reboot '"
 
 
 @dataclass(frozen=True)
@@ -98,12 +97,6 @@ def _boot_id(guest: LabGuest) -> str:
     code, output = lab.ssh_run(guest, "cat /proc/sys/kernel/random/boot_id", timeout=30)
     assert code == 0, output
     return output.strip()
-
-
-def _reboot_records(guest: LabGuest) -> int:
-    code, output = lab.ssh_run(guest, REBOOT_RECORDS, timeout=30)
-    assert code == 0, output
-    return int(output.strip())
 
 
 def _release_when_apt_waits(guest: LabGuest, facts_path: Path, done: threading.Event) -> LockWatch:
@@ -167,7 +160,7 @@ def rollout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rollout]:
             settings, temporal=replace(settings.temporal, address=f"127.0.0.1:{unused_port()}")
         )
         boots = {g.name: _boot_id(g) for g in state.guests}
-        records = {g.name: _reboot_records(g) for g in state.guests}
+        records = {g.name: lab.reboot_records(g) for g in state.guests}
         known_hosts = Path(state.known_hosts).read_text()
         code, output = lab.ssh_run(state.guest(LOCKED), HOLD_DPKG_LOCK)
         assert (code, output.strip()) == (0, "locked"), output
@@ -271,7 +264,7 @@ def test_the_breaking_patch_is_rolled_back_to_the_old_version_and_is_healthy(rol
     code, output = lab.ssh_run(guest, "dpkg-query -W demo-app")  # a new session: the old ones died
     assert (code, output.split()) == (0, ["demo-app", "1.0"])
     assert lab.health_ok(guest)
-    assert _reboot_records(guest) == rollout.reboot_records_before[BREAKING]  # no reboot for 1.2
+    assert lab.reboot_records(guest) == rollout.reboot_records_before[BREAKING]  # no reboot for 1.2
 
 
 def test_reboot_required_triggers_exactly_one_reboot(rollout: Rollout) -> None:
@@ -291,7 +284,7 @@ def test_reboot_required_triggers_exactly_one_reboot(rollout: Rollout) -> None:
             assert reboots[0].detail == RebootDetail(rollout.boots_before[name])
             assert isinstance(reboots[1].detail, RebootDetail)
             assert reboots[1].detail.boot_id == _boot_id(guest) != rollout.boots_before[name]
-            assert _reboot_records(guest) == rollout.reboot_records_before[name] + 1  # wtmp: one boot
+            assert lab.reboot_records(guest) == rollout.reboot_records_before[name] + 1  # wtmp: one boot
             code, _ = lab.ssh_run(guest, "test ! -e /var/run/reboot-required")
             assert code == 0, "the reboot cleared the reboot-required flag"
     finally:
